@@ -1,0 +1,5 @@
+import sys
+
+from mocodec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The on-disk container for one compressed image.
+
+Layout (all integers big-endian)::
+
+    magic        4s   b"MOCO"
+    version      B    FORMAT_VERSION
+    name_len     B    then the codec's registry name (ASCII)
+    quality      H
+    weights_id   8s   first 8 bytes of the weights file's SHA-256 (zeros: random/classic)
+    height       I    original image size, before any padding
+    width        I
+    channels     B    1 (grayscale) or 3; the codec always codes RGB
+    bitdepth     B    8 or 16 (of the original file; decoded images are written alike)
+    has_alpha    B    0 or 1
+    n_groups     B    then per group: length I + bytes (one entropy-coded string per latent)
+    [alpha]           if has_alpha: length I + zlib-compressed H*W uint8 alpha plane (lossless)
+    crc32        I    of every byte before it
+
+The header is validated before anything is allocated from it, and the CRC is checked
+before any payload reaches an entropy decoder, so a truncated or damaged file gives a
+:class:`~mocodec.errors.BitstreamError`, never a crash or a silently wrong image.
+bpp figures count the whole file, header and CRC included.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mocodec.data.io import ImageInfo
+from mocodec.errors import BitstreamError
+
+MAGIC = b"MOCO"
+FORMAT_VERSION = 1
+MAX_SIDE = 1 << 16  # 65536 pixels per side
+MAX_PIXELS = 1 << 30
+MAX_GROUPS = 16
+
+
+@dataclass
+class Bitstream:
+    """A parsed container: header fields, the coded strings and the optional alpha plane."""
+
+    codec: str
+    quality: int
+    weights_id: bytes
+    height: int
+    width: int
+    channels: int = 3
+    bitdepth: int = 8
+    strings: list[bytes] = field(default_factory=list)
+    alpha: np.ndarray | None = None
+
+    @property
+    def info(self) -> ImageInfo:
+        return ImageInfo(channels=self.channels, bitdepth=self.bitdepth, alpha=self.alpha)
+
+
+def pack(bs: Bitstream) -> bytes:
+    name = bs.codec.encode("ascii")
+    if not 0 < len(name) < 256:
+        raise ValueError(f"codec name {bs.codec!r} must be 1-255 ASCII bytes")
+    if len(bs.weights_id) != 8:
+        raise ValueError("weights_id must be 8 bytes")
+    parts = [
+        MAGIC,
+        struct.pack(">BB", FORMAT_VERSION, len(name)),
+        name,
+        struct.pack(">H8sIIBBBB", bs.quality, bs.weights_id, bs.height, bs.width, bs.channels, bs.bitdepth,
+                    int(bs.alpha is not None), len(bs.strings)),
+    ]
+    for s in bs.strings:
+        parts += [struct.pack(">I", len(s)), s]
+    if bs.alpha is not None:
+        alpha = zlib.compress(np.ascontiguousarray(bs.alpha, dtype=np.uint8).tobytes(), 9)
+        parts += [struct.pack(">I", len(alpha)), alpha]
+    body = b"".join(parts)
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise BitstreamError(f"file is truncated: {what} needs {n} bytes, {len(self.data) - self.pos} left")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+
+def unpack(data: bytes) -> Bitstream:
+    """Parse and validate a container; every problem is a one-line BitstreamError."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError("not a mocodec bitstream (bad magic bytes); give a file written by `mocodec compress`")
+    r = _Reader(data)
+    r.take(4, "magic")
+    version, name_len = r.unpack(">BB", "header")
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"bitstream format version {version} is not supported (this mocodec reads version {FORMAT_VERSION}); decode it with the mocodec that wrote it")
+    try:
+        codec = r.take(name_len, "codec name").decode("ascii")
+    except UnicodeDecodeError:
+        raise BitstreamError("bitstream header is corrupted (codec name is not ASCII)") from None
+    quality, weights_id, height, width, channels, bitdepth, has_alpha, n_groups = r.unpack(">H8sIIBBBB", "header")
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE and height * width <= MAX_PIXELS):
+        raise BitstreamError(f"bitstream header claims a {width}x{height} image, outside the supported 1..{MAX_SIDE} per side; the file is corrupted")
+    if channels not in (1, 3) or bitdepth not in (8, 16) or has_alpha not in (0, 1) or n_groups > MAX_GROUPS:
+        raise BitstreamError("bitstream header is corrupted (channels/bit depth/alpha/groups out of range)")
+    if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
+        raise BitstreamError("bitstream is truncated or corrupted (checksum mismatch); re-encode the image")
+    r.data = data[:-4]  # the CRC is not payload
+    strings = [r.take(r.unpack(">I", "string length")[0], "coded string") for _ in range(n_groups)]
+    alpha = None
+    if has_alpha:
+        packed = r.take(r.unpack(">I", "alpha length")[0], "alpha plane")
+        d = zlib.decompressobj()
+        try:
+            raw = d.decompress(packed, height * width + 1)
+        except zlib.error:
+            raise BitstreamError("bitstream alpha plane is corrupted") from None
+        if len(raw) != height * width:
+            raise BitstreamError("bitstream alpha plane has the wrong size; the file is corrupted")
+        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).copy()
+    if r.pos != len(r.data):
+        raise BitstreamError(f"bitstream has {len(r.data) - r.pos} unexpected trailing bytes; the file is corrupted")
+    return Bitstream(codec, quality, weights_id, height, width, channels, bitdepth, strings, alpha)
+
+
+def encode(codec: nn.Module, x: Tensor, info: ImageInfo | None = None) -> bytes:
+    """Compress one 3 x H x W image (in [0, 1]) into a complete container."""
+    info = info or ImageInfo()
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise BitstreamError(f"encode takes one 3 x H x W image, got shape {tuple(x.shape)}")
+    out = codec.compress(x.unsqueeze(0))
+    strings = [group[0] for group in out["strings"]]
+    alpha = info.alpha
+    if alpha is not None and alpha.dtype != np.uint8:
+        alpha = (alpha >> 8).astype(np.uint8)
+    return pack(Bitstream(codec.codec_name, codec.quality, codec.weights_id, x.shape[1], x.shape[2],
+                          info.channels, info.bitdepth, strings, alpha))
+
+
+def check_codec(bs: Bitstream, codec: nn.Module) -> None:
+    """Refuse to decode with a codec other than the one that wrote ``bs``."""
+    if bs.codec != codec.codec_name:
+        raise BitstreamError(f"bitstream was written by codec {bs.codec}, not {codec.codec_name}; decode with --codec {bs.codec}")
+    if bs.quality != codec.quality and codec.weights_id == bytes(8):
+        raise BitstreamError(f"bitstream was written at quality {bs.quality}, this codec has quality {codec.quality}")
+    if bs.weights_id != codec.weights_id:
+        raise BitstreamError(
+            f"bitstream needs weights {bs.weights_id.hex()} but the codec has {codec.weights_id.hex()}; "
+            "pass the --checkpoint it was encoded with"
+        )
+
+
+def decode(codec: nn.Module, data: bytes | Bitstream) -> tuple[Tensor, ImageInfo]:
+    """Decode a container with ``codec`` (which must match it) into 3 x H x W and its ImageInfo."""
+    bs = data if isinstance(data, Bitstream) else unpack(data)
+    check_codec(bs, codec)
+    try:
+        out = codec.decompress([[s] for s in bs.strings], (bs.height, bs.width))
+    except BitstreamError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise BitstreamError(f"bitstream payload does not decode with {bs.codec} ({type(exc).__name__}); the file is corrupted") from None
+    x_hat = out["x_hat"][0].clamp(0, 1)
+    if tuple(x_hat.shape[-2:]) != (bs.height, bs.width) or not torch.isfinite(x_hat).all():
+        raise BitstreamError("bitstream decoded to an image of the wrong size or with invalid values; the file is corrupted")
+    return x_hat, bs.info

@@ -1,0 +1,1 @@
+"""Sweeps over codecs x rates, results files, BD-rate and plots."""

@@ -1,0 +1,76 @@
+"""The one place that turns a pretrained name, URL or local file into weights.
+
+Model hubs are often unreachable (offline machines, clusters without egress):
+every failure says which file to place where, or which flag takes a local file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from mocodec.errors import WeightsError
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: torch.hub's checkpoint folder (``$TORCH_HOME``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_url_path(url: str) -> Path:
+    return cache_dir() / os.path.basename(urlparse(url).path)
+
+
+def fetch_url(url: str, *, what: str, alternative: str = "--checkpoint PATH") -> Path:
+    """Return the cached file for ``url``, downloading it once; offline: a clear WeightsError."""
+    target = cached_url_path(url)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    except Exception as exc:  # network errors come in many types; all mean the same here
+        target.unlink(missing_ok=True)
+        raise WeightsError(
+            f"cannot download {what} from {url} ({type(exc).__name__}); "
+            f"place that file at {target}, or pass {alternative}"
+        ) from None
+    return target
+
+
+def file_digest(path: str | os.PathLike, length: int = 8) -> bytes:
+    """First ``length`` bytes of the file's SHA-256: identifies the weights a bitstream needs."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()[:length]
+
+
+def load_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load`` a file safely (``weights_only=True``): tensors and plain data, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} {path} does not exist; check the path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # the file references classes/functions: code, not data
+            raise WeightsError(
+                f"{what} {path} contains pickled code, which mocodec refuses to execute; "
+                "re-save it as a plain state dict (torch.save(model.state_dict(), ...))"
+            ) from None
+        raise WeightsError(f"{what} {path} is not a readable torch file (damaged or another format); re-export it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{what} {path} is not a readable torch file ({first[:120]}); re-export it") from None
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{what} {path} holds a {type(obj).__name__}, not a state dict")
+    return obj
