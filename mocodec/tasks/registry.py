@@ -1,0 +1,6 @@
+"""The task registry; importing :mod:`mocodec.tasks` fills it."""
+
+from mocodec.registry import Registry
+
+TASKS = Registry("task")
+register_task = TASKS.register
