@@ -16,9 +16,25 @@ the prediction on the original (needs no labels), plus a soft measure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a task's dataset: a stable id (for resuming and merging), its file, its target.
+
+    ``target`` is whatever the task's metrics need: a class index, a list of boxes, the
+    questions asked about this image (VLM tasks group questions per image so that each
+    image is coded once per rate), or None for label-free agreement only.
+    """
+
+    id: str
+    path: Path
+    target: Any = None
 
 
 class Task:
@@ -27,6 +43,10 @@ class Task:
     name: str = "task"
     metrics: tuple[str, ...] = ()  # the keys ``summarize`` returns, in display order
     higher_is_better: dict[str, bool] = {}
+
+    def dataset(self, root: str | Path | None = None, **options: Any) -> list[Sample]:
+        """The samples under ``root`` in the layouts this task reads; ``None``: its offline default."""
+        raise NotImplementedError
 
     def evaluate(self, original: Tensor, decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
