@@ -59,6 +59,8 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                     f"{path} has {img.width}x{img.height} = {img.width * img.height} pixels, "
                     f"over the limit of {max_pixels}; raise --max-pixels if you trust this file"
                 )
+            if _is_16bit_rgb_png(img):  # must be checked before load(), which clears img.tile
+                warnings.warn(f"{path}: 16-bit RGB PNG is read by Pillow at 8 bits per channel", stacklevel=2)
             if getattr(img, "n_frames", 1) > 1:
                 warnings.warn(f"{path} is animated ({img.n_frames} frames); using the first frame", stacklevel=2)
                 img.seek(0)
@@ -75,13 +77,11 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 
 def _is_16bit_rgb_png(img: Image.Image) -> bool:
-    return img.format == "PNG" and img.mode == "RGB" and any(t[3] in ("RGB;16B", "RGBA;16B") for t in img.tile or [])
+    return img.format == "PNG" and img.mode in ("RGB", "RGBA") and any(t.args in ("RGB;16B", "RGBA;16B") for t in img.tile or [])
 
 
 def pil_to_tensor(img: Image.Image, name: str = "image") -> tuple[torch.Tensor, ImageInfo]:
     """Convert a loaded PIL image to a 3xHxW float tensor in [0, 1] plus its ImageInfo."""
-    if _is_16bit_rgb_png(img):
-        warnings.warn(f"{name}: 16-bit RGB PNG is read by Pillow at 8 bits per channel", stacklevel=2)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not make the pixels unreadable

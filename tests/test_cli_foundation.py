@@ -1,0 +1,160 @@
+"""`mocodec compress / decompress / eval-rd / list`: real runs and every bad-input case.
+
+Each command runs once through the real console script (subprocess); the many
+bad-input cases call ``mocodec.cli.main`` in-process, which is the same code path
+minus interpreter start-up, and assert the exact one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mocodec.cli import main
+from mocodec.codecs import codec_state, create_codec
+
+
+@pytest.fixture
+def photo(tmp_path, astronaut):
+    path = tmp_path / "photo.png"
+    Image.fromarray(astronaut[100:197, 150:283]).save(path)  # odd size: 133 x 97
+    return path
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err.strip()
+
+
+def test_console_script_round_trip(tmp_path, photo, cli):
+    res = cli("compress", str(photo), str(tmp_path / "a.moc"), "--codec", "jpeg", "--quality", "80")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"{tmp_path / 'a.moc'}: ") and "bpp (jpeg q80, 133x97)" in res.stdout
+    res = cli("decompress", str(tmp_path / "a.moc"), str(tmp_path / "a.png"))
+    assert res.returncode == 0, res.stderr
+    decoded = np.asarray(Image.open(tmp_path / "a.png"), dtype=np.float64)
+    original = np.asarray(Image.open(photo), dtype=np.float64)
+    assert decoded.shape == original.shape
+    assert 10 * np.log10(255**2 / np.mean((decoded - original) ** 2)) > 30
+
+
+@pytest.mark.parametrize("codec", ["webp", "avif", "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"])
+def test_round_trip_every_codec_in_process(tmp_path, photo, capsys, codec):
+    assert run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--codec", codec, "--quality", "1")[0] == 0
+    assert run(capsys, "decompress", str(tmp_path / "a.moc"), str(tmp_path / "a.png"))[0] == 0
+    assert Image.open(tmp_path / "a.png").size == (133, 97)
+
+
+def test_grayscale_and_rgba_keep_their_mode(tmp_path, capsys):
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)).save(gray)
+    rgba = tmp_path / "r.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 4), dtype=np.uint8), "RGBA").save(rgba)
+    for src in (gray, rgba):
+        assert run(capsys, "compress", str(src), str(tmp_path / "x.moc"), "--codec", "webp", "--force")[0] == 0
+        assert run(capsys, "decompress", str(tmp_path / "x.moc"), str(tmp_path / f"out_{src.name}"))[0] == 0
+    assert Image.open(tmp_path / "out_g.png").mode == "L"
+    out = Image.open(tmp_path / "out_r.png")
+    assert out.mode == "RGBA" and np.array_equal(np.array(out)[..., 3], np.array(Image.open(rgba))[..., 3])
+
+
+def test_refuses_to_overwrite(tmp_path, photo, capsys):
+    target = tmp_path / "a.moc"
+    target.write_bytes(b"user data")
+    code, _, err = run(capsys, "compress", str(photo), str(target), "--codec", "jpeg")
+    assert code == 2 and err == f"mocodec: error: {target} already exists; pass --force to overwrite it"
+    assert target.read_bytes() == b"user data"
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["compress", "{tmp}/none.png", "{tmp}/o.moc"], "mocodec: error: input image {tmp}/none.png does not exist; check the path"),
+        (["compress", "{tmp}/text.png", "{tmp}/o.moc"], "mocodec: error: {tmp}/text.png is not an image Pillow can read; give a PNG/JPEG/WebP/... file"),
+        (["compress", "{photo}", "{tmp}/o.moc", "--codec", "jpg"], "mocodec: error: unknown codec 'jpg'; known codecs: avif, bmshj2018-factorized, ..."),
+        (["compress", "{photo}", "{tmp}/o.moc", "--quality", "9"], "mocodec: error: quality 9 is out of range for bmshj2018-hyperprior: use 1-8"),
+        (["decompress", "{tmp}/none.moc", "{tmp}/o.png"], "mocodec: error: bitstream file {tmp}/none.moc does not exist; check the path"),
+        (["decompress", "{photo}", "{tmp}/o.png"], "mocodec: error: not a mocodec bitstream (bad magic bytes); give a file written by `mocodec compress`"),
+    ],
+)
+def test_bad_input_one_line_errors(tmp_path, photo, capsys, args, expected):
+    (tmp_path / "text.png").write_text("not an image")
+    fill = {"tmp": str(tmp_path), "photo": str(photo)}
+    code, _, err = run(capsys, *[a.format(**fill) for a in args])
+    known = expected.format(**fill)
+    if "known codecs" in known:  # the list grows with the registry: compare the stable prefix
+        assert err.startswith("mocodec: error: unknown codec 'jpg'; known codecs: avif, ") and "jpeg" in err
+    else:
+        assert err == known
+    assert code == 2 and not (tmp_path / "o.moc").exists() and not (tmp_path / "o.png").exists()
+
+
+def test_truncated_and_foreign_bitstreams(tmp_path, photo, capsys):
+    run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--codec", "bmshj2018-hyperprior", "--quality", "1")
+    data = (tmp_path / "a.moc").read_bytes()
+    (tmp_path / "cut.moc").write_bytes(data[: len(data) // 2])
+    code, _, err = run(capsys, "decompress", str(tmp_path / "cut.moc"), str(tmp_path / "o.png"))
+    assert code == 2 and err == "mocodec: error: bitstream is truncated or corrupted (checksum mismatch); re-encode the image"
+    code, _, err = run(capsys, "decompress", str(tmp_path / "a.moc"), str(tmp_path / "o.png"), "--checkpoint", str(tmp_path / "none.pth"))
+    assert code == 2 and err == f"mocodec: error: checkpoint {tmp_path}/none.pth does not exist; check the path"
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_file_encoded_with_a_checkpoint_needs_it(tmp_path, photo, capsys):
+    torch.manual_seed(5)
+    ckpt = tmp_path / "trained.pth"
+    torch.save(codec_state(create_codec("bmshj2018-hyperprior", quality=2, N=8, M=12), {"N": 8, "M": 12}), ckpt)
+    assert run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--checkpoint", str(ckpt))[0] == 0
+    code, _, err = run(capsys, "decompress", str(tmp_path / "a.moc"), str(tmp_path / "o.png"))
+    assert code == 2 and err.startswith("mocodec: error: bitstream needs weights ")
+    assert err.endswith("but the codec has 0000000000000000; pass the --checkpoint it was encoded with")
+    assert run(capsys, "decompress", str(tmp_path / "a.moc"), str(tmp_path / "o.png"), "--checkpoint", str(ckpt))[0] == 0
+
+
+def test_checkpoint_of_another_architecture(tmp_path, photo, capsys):
+    ckpt = tmp_path / "hp.pth"
+    torch.save(create_codec("bmshj2018-hyperprior", quality=1, N=8, M=12).state_dict(), ckpt)
+    code, _, err = run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--codec", "bmshj2018-factorized", "--checkpoint", str(ckpt))
+    assert code == 2 and err.startswith(f"mocodec: error: checkpoint {ckpt} does not match bmshj2018-factorized quality 3 (")
+    assert err.endswith("pass the --codec/--quality it was trained as")
+
+
+def test_missing_pretrained_weights_offline(tmp_path, photo, capsys):
+    code, _, err = run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--pretrained", "--quality", "4")
+    assert code == 2
+    assert err.startswith("mocodec: error: cannot download pretrained bmshj2018-hyperprior quality 4 (mse) from https://compressai.s3.amazonaws.com/models/v1/bmshj2018-hyperprior-4-")
+    assert err.endswith(", or pass --checkpoint PATH")
+
+
+def test_eval_rd_console_script(tmp_path, astronaut, cli):
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(astronaut[:64, :96]).save(data / "a.png")
+    Image.fromarray(astronaut[200:264, 200:300]).save(data / "b.png")
+    (data / "broken.png").write_bytes(b"\x89PNG broken")
+    res = cli("eval-rd", "--codec", "jpeg", "--qualities", "20,80", "--dataset", str(data), "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "rd.png"))
+    assert res.returncode == 0, res.stderr
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["name"] == "jpeg"
+    r = results["results"]
+    assert r["quality"] == [20, 80] and r["num_images"] == [2, 2]
+    assert set(r) >= {"bpp", "bpp-estimated", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time"}
+    assert r["bpp"][0] < r["bpp"][1] and r["psnr-rgb"][0] < r["psnr-rgb"][1]
+    assert len(results["per_image"]) == 4 and results["skipped"][0][0].endswith("broken.png")
+    # the mean is the mean of the per-image records
+    per = [p["bpp"] for p in results["per_image"] if p["quality"] == 20]
+    assert r["bpp"][0] == pytest.approx(sum(per) / 2)
+    assert (tmp_path / "rd.png").stat().st_size > 1000
+    assert "skipped" in res.stderr and "broken.png" in res.stderr
+
+
+def test_eval_rd_empty_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "eval-rd", "--codec", "jpeg", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "r.json"))
+    assert code == 2 and err == f"mocodec: error: dataset folder {tmp_path}/empty holds no images (.png/.jpg/.webp/...)"
+    assert not (tmp_path / "r.json").exists()
