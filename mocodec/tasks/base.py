@@ -11,7 +11,20 @@ two so that results shard and merge exactly (per-image records, no averages of a
   (means for classification, mAP for detection, F1 for POPE, ...).
 
 Every task reports *agreement*: how often the prediction on the decoded image equals
-the prediction on the original (needs no labels), plus a soft measure.
+the prediction on the original (needs no labels), plus a soft measure. ``summarize``
+returns it under the key ``"agreement"`` so figures of different tasks line up.
+
+The model's outputs on an original image do not depend on the rate, so a sweep over
+many rates asks for them once per image, through a split of ``evaluate`` in two:
+
+- ``reference(original)`` runs the model on the originals and returns one object per
+  image (e.g. a class distribution, a list of boxes, answers);
+- ``compare(references, decoded, targets)`` produces the same records ``evaluate``
+  would, from those cached objects and the decoded images.
+
+Both have defaults (the reference is the original image itself and ``compare`` calls
+``evaluate``), so a task that implements only ``evaluate`` works in every sweep and
+simply recomputes its outputs on the originals at each rate.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
 
@@ -43,6 +57,18 @@ class Task:
     name: str = "task"
     metrics: tuple[str, ...] = ()  # the keys ``summarize`` returns, in display order
     higher_is_better: dict[str, bool] = {}
+    # Axis labels with units for figures, e.g. {"kl": "KL(p_orig || p_decoded) [nats]"}.
+    metric_labels: dict[str, str] = {}
+    # Metrics measured on the originals only (e.g. the judge's confidence): the same at
+    # every rate, so tables print them and rate-task figures leave them out.
+    reference_metrics: tuple[str, ...] = ()
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this task's outputs (name, model, weights): JSON-serialisable.
+
+        A sweep resumes a results file only if it was written under the same identity.
+        """
+        return {"name": self.name}
 
     def dataset(self, root: str | Path | None = None, **options: Any) -> list[Sample]:
         """The samples under ``root`` in the layouts this task reads; ``None``: its offline default."""
@@ -53,3 +79,11 @@ class Task:
 
     def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
         raise NotImplementedError
+
+    def reference(self, original: Tensor) -> list[Any]:
+        """Per-image outputs of the model on ``original`` (N x 3 x H x W), reused at every rate."""
+        return list(original)
+
+    def compare(self, references: Sequence[Any], decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """The records of :meth:`evaluate`, from :meth:`reference` outputs instead of the originals."""
+        return self.evaluate(torch.stack(list(references)), decoded, targets)
