@@ -32,13 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mocodec.data.io import ImageInfo
+from mocodec.data.io import DEFAULT_MAX_PIXELS, ImageInfo
 from mocodec.errors import BitstreamError
 
 MAGIC = b"MOCO"
 FORMAT_VERSION = 1
 MAX_SIDE = 1 << 16  # 65536 pixels per side
-MAX_PIXELS = 1 << 30
 MAX_GROUPS = 16
 
 
@@ -98,8 +97,13 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
 
-def unpack(data: bytes) -> Bitstream:
-    """Parse and validate a container; every problem is a one-line BitstreamError."""
+def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bitstream:
+    """Parse and validate a container; every problem is a one-line BitstreamError.
+
+    ``max_pixels`` bounds what a header may claim (default: Pillow's decompression-bomb
+    limit, as for input images), so a forged header cannot make the decoder allocate
+    without bound.
+    """
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError("not a mocodec bitstream (bad magic bytes); give a file written by `mocodec compress`")
     r = _Reader(data)
@@ -112,8 +116,10 @@ def unpack(data: bytes) -> Bitstream:
     except UnicodeDecodeError:
         raise BitstreamError("bitstream header is corrupted (codec name is not ASCII)") from None
     quality, weights_id, height, width, channels, bitdepth, has_alpha, n_groups = r.unpack(">H8sIIBBBB", "header")
-    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE and height * width <= MAX_PIXELS):
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise BitstreamError(f"bitstream header claims a {width}x{height} image, outside the supported 1..{MAX_SIDE} per side; the file is corrupted")
+    if height * width > max_pixels:
+        raise BitstreamError(f"bitstream header claims a {width}x{height} image, over the limit of {max_pixels} pixels; raise --max-pixels if you trust this file")
     if channels not in (1, 3) or bitdepth not in (8, 16) or has_alpha not in (0, 1) or n_groups > MAX_GROUPS:
         raise BitstreamError("bitstream header is corrupted (channels/bit depth/alpha/groups out of range)")
     if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:

@@ -75,6 +75,7 @@ def _decompress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", help="image file to write (.png is lossless)")
     p.add_argument("--checkpoint", default=None, help="the weights the file was encoded with, if not published ones")
     p.add_argument("--pretrained", action="store_true", help="the file was encoded with the published weights")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's bomb limit)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
 
 
@@ -82,7 +83,7 @@ def _decompress_args(p: argparse.ArgumentParser) -> None:
 def decompress(args: argparse.Namespace) -> None:
     from mocodec import bitstream
     from mocodec.codecs import load_codec
-    from mocodec.data.io import write_image
+    from mocodec.data.io import DEFAULT_MAX_PIXELS, write_image
     from mocodec.errors import BitstreamError
     from mocodec.files import check_writable
 
@@ -90,7 +91,7 @@ def decompress(args: argparse.Namespace) -> None:
     path = Path(args.input)
     if not path.is_file():
         raise BitstreamError(f"bitstream file {path} does not exist; check the path")
-    bs = bitstream.unpack(path.read_bytes())
+    bs = bitstream.unpack(path.read_bytes(), args.max_pixels or DEFAULT_MAX_PIXELS)
     from mocodec.codecs import CODECS
 
     if bs.codec not in CODECS:

@@ -44,12 +44,15 @@ class ClassicCodec(CodecIdentity, nn.Module):
     def decode_one(self, data: bytes, shape: tuple[int, int]) -> Tensor:
         try:
             with Image.open(io.BytesIO(data)) as img:
+                # Compare sizes before load(): a forged payload must not make us allocate its claim.
+                if img.size != (shape[1], shape[0]):
+                    raise BitstreamError(f"{self.codec_name} payload is {img.size[0]}x{img.size[1]}, header says {shape[1]}x{shape[0]}; the file is corrupted")
                 img.load()
                 rgb = np.array(img.convert("RGB"))
+        except BitstreamError:
+            raise
         except Exception as exc:  # Pillow raises many types for damaged data
             raise BitstreamError(f"{self.codec_name} payload does not decode ({type(exc).__name__}); the file is corrupted") from None
-        if rgb.shape[:2] != tuple(shape):
-            raise BitstreamError(f"{self.codec_name} payload is {rgb.shape[1]}x{rgb.shape[0]}, header says {shape[1]}x{shape[0]}")
         return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
 
     @torch.no_grad()
