@@ -74,3 +74,59 @@ def load_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dic
     if not isinstance(obj, dict):
         raise WeightsError(f"{what} {path} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+# --------------------------------------------------------------------------- detectors (ultralytics), VLMs (transformers)
+
+
+def ultralytics_weights_file(name: str) -> Path:
+    """The checkpoint of a published ultralytics model (``yolo11n``, ``yolov8s.pt``).
+
+    Looked for in the current folder, then in ultralytics' weights folder (``yolo settings``),
+    else downloaded there once by ultralytics; offline: a WeightsError naming the file and the folder.
+    """
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+
+    file = name if name.endswith(".pt") else f"{name}.pt"
+    target = Path(SETTINGS["weights_dir"]) / file
+    if not (Path(file).is_file() or target.is_file() or file in GITHUB_ASSETS_NAMES):
+        examples = sorted(n.removesuffix(".pt") for n in GITHUB_ASSETS_NAMES if n.startswith(("yolo11", "yolov8")) and "-" not in n)
+        raise WeightsError(f"ultralytics publishes no model '{name}'; detectors it does: {', '.join(examples)}, ...; or pass --weights PATH")
+    try:
+        path = Path(attempt_download_asset(file))
+    except Exception as exc:  # ConnectionError offline; other network failures mean the same here
+        raise WeightsError(f"cannot download {file} ({type(exc).__name__}; offline?); place it at {target}, or pass --weights PATH") from None
+    if not path.is_file():
+        raise WeightsError(f"ultralytics did not fetch {file}; place it at {target}, or pass --weights PATH")
+    return path
+
+
+def huggingface_snapshot(name: str, *, what: str = "model", alternative: str = "--model DIR") -> Path:
+    """A local transformers snapshot folder for a hub repo id (``OpenGVLab/InternVL3-1B-hf``) or a folder.
+
+    The hub cache is tried first, so an offline machine with the files cached never waits
+    on the network; otherwise the snapshot is downloaded once (weights, configs, tokenizer).
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise WeightsError(f"{what} folder {folder} has no config.json; give a folder written by save_pretrained or `hf download`")
+        return folder
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise WeightsError(f"{what} '{name}' is neither a folder nor a hub repo id (owner/name); check the path")
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]  # no remote code: never executed here
+    for local_only in (True, False):
+        try:
+            return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=local_only))
+        except Exception as exc:  # not cached / no network / unknown repo: say what to place where
+            error = type(exc).__name__
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    cached = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}"
+    raise WeightsError(
+        f"cannot download {what} '{name}' from the Hugging Face hub ({error}); run `hf download {name}` where the hub "
+        f"is reachable and copy the cache to {cached}, or pass the snapshot folder as {alternative}"
+    )
