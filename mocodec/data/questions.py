@@ -30,3 +30,16 @@ class Question:
     @property
     def letters(self) -> str:
         return LETTERS[: len(self.choices)]
+
+
+# Asked about every image of a folder without questions (and when a sweep passes no targets):
+# no answers, so they measure agreement only. Objects any photo collection has or lacks,
+# a count and a scene question, so a decoding artefact has several ways to change an answer.
+LABEL_FREE_QUESTIONS = (
+    Question("label-free/person", "Is there a person in the image?", category="label-free"),
+    Question("label-free/vehicle", "Is there a vehicle in the image?", category="label-free"),
+    Question("label-free/animal", "Is there an animal in the image?", category="label-free"),
+    Question("label-free/text", "Is there any text in the image?", category="label-free"),
+    Question("label-free/count", "How many people are in the image?", ("None", "One", "Two", "Three or more"), category="label-free"),
+    Question("label-free/scene", "Where was this photo taken?", ("Indoors", "Outdoors in a city", "Outdoors in nature", "In space"), category="label-free"),
+)

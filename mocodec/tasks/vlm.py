@@ -19,6 +19,9 @@ A per-image record lists its questions::
                     "original", "decoded",                    # raw answer texts
                     "original_answer", "decoded_answer"}]}    # parsed; null when unparseable
 
+Images without questions (a plain folder, or a sweep that passes no targets) are asked the
+:data:`~mocodec.data.questions.LABEL_FREE_QUESTIONS`, which measure ``agreement`` only.
+
 The answers on an original do not depend on the rate: :meth:`VQATask.reference` keeps the
 image, the first :meth:`VQATask.compare` answers its questions on it and drops the
 image, and every later rate reuses those answers.
@@ -35,7 +38,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from mocodec.data.questions import Question
+from mocodec.data.questions import LABEL_FREE_QUESTIONS, Question
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.inputs import number_option, report_missing, to_uint8_images
@@ -43,7 +46,7 @@ from mocodec.tasks.registry import register_task
 from mocodec.tasks.vlm_models import VisionLanguageModel
 from mocodec.tasks.vlm_prompts import PROMPT_TEMPLATES, parse_answer, prompt, scored_answer, yes_no_scores
 
-BENCHMARKS = ("auto", "seed-bench", "pope")
+BENCHMARKS = ("auto", "seed-bench", "pope", "unlabeled")
 
 
 @dataclass
@@ -122,9 +125,10 @@ class VQATask(Task):
     ) -> list[Sample]:
         """Questions grouped per image: SEED-Bench (``SEED-Bench.json`` + ``SEED-Bench-image/``) or
         POPE (``coco_pope_<split>.json`` + COCO ``val2014/``); ``root`` is the question file or its
-        folder, ``images`` the image folder if elsewhere. ``root=None``: POPE-style questions
-        about the held-out embedded photographs. Images asked about but absent are skipped
-        with a warning.
+        folder, ``images`` the image folder if elsewhere. Any other image folder gets the
+        :data:`~mocodec.data.questions.LABEL_FREE_QUESTIONS` (agreement only). ``root=None``:
+        POPE-style questions about the held-out embedded photographs. Images asked about but
+        absent are skipped with a warning.
         """
         from mocodec.data.pope import embedded_pope_samples
 
@@ -147,15 +151,20 @@ class VQATask(Task):
         missing: list[tuple[str, str]] = []
         if benchmark == "seed-bench":
             samples = seed_bench_samples(*find_seed_bench(root, images), missing=missing)
-        else:
+        elif benchmark == "pope":
             samples = pope_samples(*find_pope(root, split, images), missing=missing)
+        else:
+            samples = _label_free_samples(root)
         report_missing(samples, missing)
         return samples
 
     def metrics_for(self, questions: Sequence[Question]) -> tuple[str, ...]:
         """The metrics ``summarize`` fills for these questions, in display order."""
-        kinds = {q.kind for q in questions}
-        dimensions = sorted({q.category for q in questions if q.kind == "multiple-choice" and q.answer is not None})
+        labelled = [q for q in questions if q.answer is not None]
+        if not labelled:
+            return ("agreement", "unparseable")
+        kinds = {q.kind for q in labelled}
+        dimensions = sorted({q.category for q in labelled if q.kind == "multiple-choice"})
         return (
             *(m for m in VQATask.metrics if m not in self.YES_NO_METRICS or "yes-no" in kinds),
             *(f"accuracy/{d}" for d in dimensions),
@@ -167,8 +176,7 @@ class VQATask(Task):
         return [OriginalAnswers(Image.fromarray(a)) for a in to_uint8_images(original)]
 
     def compare(self, references: Sequence[OriginalAnswers], decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        if targets is None or any(t is None for t in targets):
-            raise ConfigError("vlm-qa needs questions for every image (SEED-Bench or POPE samples from its dataset())")
+        targets = [LABEL_FREE_QUESTIONS if t is None else t for t in (targets or [None] * len(references))]
         # One batch of questions: those not yet asked about the originals, then all about the decoded images.
         pending = [(ref, q) for ref, questions in zip(references, targets, strict=True) for q in questions if q.id not in ref.answers]
         if any(ref.image is None for ref, _ in pending):
@@ -191,7 +199,7 @@ class VQATask(Task):
 
     def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         rows = [row for record in records for row in record["questions"]]
-        out: dict[str, float | None] = dict.fromkeys(self.metrics)
+        out: dict[str, float | None] = dict.fromkeys(VQATask.metrics)  # every metric, whatever dataset() read
         if not rows:
             return out
         scored = {side: [scored_answer(r["kind"], r[f"{side}_answer"], r[side]) for r in rows] for side in ("original", "decoded")}
@@ -231,7 +239,7 @@ def _detect_benchmark(root: Path, split: str) -> str:
             return "seed-bench"
         if (root / f"coco_pope_{split}.json").is_file():
             return "pope"
-        raise ConfigError(f"no {QUESTIONS_FILE} or coco_pope_{split}.json in {root}; vlm-qa reads SEED-Bench or POPE question files")
+        return "unlabeled"
     if not root.is_file():
         raise ConfigError(f"dataset {root} does not exist; give SEED-Bench's or POPE's question file or folder")
     with root.open(encoding="utf-8") as f:
@@ -241,3 +249,13 @@ def _detect_benchmark(root: Path, split: str) -> str:
         return "pope" if isinstance(first, dict) and "label" in first else "seed-bench"
     except json.JSONDecodeError:
         return "seed-bench"
+
+
+def _label_free_samples(root: Path) -> list[Sample]:
+    """Every image under ``root`` with the label-free questions (agreement only)."""
+    from mocodec.data.io import list_images
+
+    samples = [Sample(p.relative_to(root).as_posix(), p, LABEL_FREE_QUESTIONS) for p in list_images(root)]
+    if not samples:
+        raise ConfigError(f"no SEED-Bench.json, coco_pope_<split>.json or images in {root}; vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images")
+    return samples

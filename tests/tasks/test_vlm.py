@@ -267,15 +267,29 @@ def test_dataset_reads_the_benchmark_and_sets_its_metrics(vlm_task, tmp_path, mo
         vlm_task.dataset(write_seed(tmp_path / "seed"))
     assert vlm_task.metrics == ("accuracy", "agreement", "unparseable", "accuracy-original",
                                 "accuracy/Instances Counting", "accuracy/Scene Understanding")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(ConfigError) as err:
-        vlm_task.dataset(tmp_path)
-    assert str(err.value) == f"no SEED-Bench.json or coco_pope_random.json in {tmp_path}; vlm-qa reads SEED-Bench or POPE question files"
+        vlm_task.dataset(empty)
+    assert str(err.value) == (f"no SEED-Bench.json, coco_pope_<split>.json or images in {empty}; "
+                              "vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images")
     with pytest.raises(ConfigError, match="unknown VQA benchmark 'mme'; use one of auto, seed-bench, pope"):
         vlm_task.dataset(pope, benchmark="mme")
     monkeypatch.setenv("MOCODEC_CACHE", str(tmp_path / "cache"))
     assert len(vlm_task.dataset()) == 6 and "f1" in vlm_task.metrics
-    with pytest.raises(ConfigError, match="vlm-qa needs questions for every image"):
-        vlm_task.evaluate(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), [None])
+
+
+def test_images_without_questions_get_the_label_free_ones(vlm_task, photos, tmp_path):
+    from mocodec.data.questions import LABEL_FREE_QUESTIONS
+
+    folder = write_pope(tmp_path / "pope") / "val2014"  # a plain image folder: no question file in it
+    samples = vlm_task.dataset(folder)
+    assert [s.id for s in samples] == ["COCO_val2014_000000000001.jpg", "COCO_val2014_000000000002.jpg"]
+    assert all(s.target == LABEL_FREE_QUESTIONS for s in samples) and vlm_task.metrics == ("agreement", "unparseable")
+    records = vlm_task.evaluate(photos, photos)  # a sweep without targets asks them too
+    assert [q["id"] for q in records[0]["questions"]] == [q.id for q in LABEL_FREE_QUESTIONS]
+    summary = vlm_task.summarize(records)
+    assert summary["agreement"] == 1.0 and summary["accuracy"] is None and summary["f1"] is None
 
 
 def test_eval_task_sweep_runs_vlm_qa_end_to_end(vlm_task, tmp_path, monkeypatch):
