@@ -153,6 +153,111 @@ def _print_table(results: dict, columns: Sequence[str]) -> None:
         print(" ".join(cells))
 
 
+# --------------------------------------------------------------------------- score
+
+# Metric names that are not registry names: PSNR is the score of the `mse` term.
+_METRIC_ALIASES = {"psnr": "mse", "ms-ssim": "msssim"}
+# Constructor keyword -> the option that sets it; a metric accepts the options its factory takes.
+_SCORE_OPTIONS = {
+    "model": "--model", "net": "--net", "pretrained": "--pretrained", "layers": "--layers", "layer_weights": "--weights",
+    "global_weight": "--global-weight", "resize_mode": "--resize-mode", "include_cls": "--include-cls",
+}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. 1,1,1,1; got '{text}'") from None
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("reference", help="reference image, or a folder of them (searched recursively)")
+    p.add_argument("distorted", help="distorted image, or a folder: pairs are matched by file name, extension ignored")
+    p.add_argument("--metric", default="ml-clipsim", help="psnr, msssim, lpips, ml-clipsim, ml-featsim, ... (see `mocodec list`)")
+    p.add_argument("--model", help="ml-clipsim: open_clip model (ViT-B-32, ViT-B-16, ...) or timm:NAME; ml-featsim: efficientnet-lite0/1/2")
+    p.add_argument("--net", help="lpips backbone: alex, vgg or squeeze")
+    p.add_argument("--pretrained", help="pretrained tag (ml-clipsim: openai, laion2b_s34b_b79k, ...) or a local weights file")
+    p.add_argument("--layers", help="1-based block numbers, e.g. 3,6,9,12 (negatives count from the end), or all")
+    p.add_argument("--weights", dest="layer_weights", type=_floats, help="one weight per layer, e.g. 1,1,1,1 (default uniform)")
+    p.add_argument("--global-weight", type=float, help="weight of the global-embedding term (default 1; all weights are normalised)")
+    p.add_argument("--resize-mode", choices=("resize", "tiles", "none"), help="how images reach the encoder's input size")
+    p.add_argument("--include-cls", action="store_true", default=None, help="also compare the class tokens")
+    p.add_argument("--out", help="write the CSV to this file instead of printing it")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def _image_pairs(reference: Path, distorted: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(reference, distorted) pairs of two files, or of two folders by relative name without extension; unmatched."""
+    from mocodec.data.io import list_images
+    from mocodec.errors import ConfigError
+
+    if reference.is_file() and distorted.is_file():
+        return [(reference, distorted)], []
+    if not (reference.is_dir() and distorted.is_dir()):
+        raise ConfigError(f"give two image files or two folders, got {reference} and {distorted}")
+    refs = {p.relative_to(reference).with_suffix(""): p for p in list_images(reference)}
+    pairs, unmatched = [], []
+    for p in list_images(distorted):
+        key = p.relative_to(distorted).with_suffix("")
+        if key in refs:
+            pairs.append((refs[key], p))
+        else:
+            unmatched.append(p)
+    if not pairs:
+        raise ConfigError(f"no image in {distorted} has a namesake in {reference}; pairs are matched by file name")
+    return pairs, unmatched
+
+
+@command("score", "score distorted images against references (per-image CSV): ML-CLIPSim, PSNR, MS-SSIM, LPIPS, ...", _score_args)
+def score(args: argparse.Namespace) -> None:
+    import csv
+    import inspect
+    import io
+
+    import torch
+
+    from mocodec.data.io import read_image
+    from mocodec.errors import ConfigError
+    from mocodec.files import atomic_write_text, check_writable
+    from mocodec.losses import DISTORTIONS, create_distortion
+    from mocodec.registry import canonical_name
+
+    out = check_writable(args.out, args.force) if args.out else None
+    name = _METRIC_ALIASES.get(canonical_name(args.metric), args.metric)
+    accepted = inspect.signature(DISTORTIONS.get(name)).parameters
+    kwargs = {key: getattr(args, key) for key in _SCORE_OPTIONS if getattr(args, key) is not None}
+    foreign = [_SCORE_OPTIONS[key] for key in kwargs if key not in accepted]
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} does not apply to metric '{args.metric}'")
+    pairs, unmatched = _image_pairs(Path(args.reference), Path(args.distorted))
+    metric = create_distortion(name, **kwargs)
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["reference", "distorted", metric.score_name])
+    values = []
+    for ref, dist in _progress(pairs, len(pairs), "score"):
+        x, y = read_image(ref)[0], read_image(dist)[0]
+        if x.shape != y.shape:
+            why = f"{dist} is {y.shape[2]}x{y.shape[1]} but its reference {ref} is {x.shape[2]}x{x.shape[1]}; score images of one size"
+            if len(pairs) == 1:
+                raise ConfigError(why)
+            print(f"skipped: {why}", file=sys.stderr)
+            continue
+        with torch.no_grad():
+            values.append(metric.score(y[None], x[None]).item())
+        writer.writerow([ref, dist, f"{values[-1]:.6f}"])
+    if out:
+        atomic_write_text(out, table.getvalue())
+    else:
+        print(table.getvalue(), end="")
+    for p in unmatched:
+        print(f"unmatched: {p} has no reference", file=sys.stderr)
+    direction = "higher" if metric.higher_is_better else "lower"
+    mean = sum(values) / len(values) if values else float("nan")
+    print(f"{metric.score_name}: mean {mean:.6f} over {len(values)} image pairs ({direction} is better)", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- list
 
 

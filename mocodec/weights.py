@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import socket
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from mocodec.errors import WeightsError
+from mocodec.errors import ConfigError, WeightsError
 
 
 def cache_dir() -> Path:
@@ -130,3 +131,103 @@ def huggingface_snapshot(name: str, *, what: str = "model", alternative: str = "
         f"cannot download {what} '{name}' from the Hugging Face hub ({error}); run `hf download {name}` where the hub "
         f"is reachable and copy the cache to {cached}, or pass the snapshot folder as {alternative}"
     )
+
+
+# --------------------------------------------------------------------------- hub files, open_clip and timm tags
+
+PRETRAINED_FILE_HINT = "pretrained=FILE (CLI: --pretrained FILE)"
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url`` cannot be fetched now, found cheaply; None when a download may work.
+
+    The Hugging Face client retries an unresolvable host for about a minute before failing,
+    so an offline machine is recognised up front: ``HF_HUB_OFFLINE`` is set, or the host's name
+    does not resolve (skipped behind a proxy, which may resolve names itself).
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") and "huggingface.co" in url:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlparse(url).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return f"cannot resolve {host}: offline?"
+    return None
+
+
+def hf_hub_file(repo: str, filenames: tuple[str, ...], *, what: str, alternative: str) -> Path:
+    """The first of ``filenames`` found in hub repo ``repo``: from the local cache, else downloaded.
+
+    Offline (see :func:`_unreachable`) only the cache is consulted, so the failure is immediate;
+    it names the files, the repo page and the flag that takes a local file.
+    """
+    from huggingface_hub import hf_hub_download
+
+    url = f"https://huggingface.co/{repo}"
+    offline = _unreachable(url)
+    failure = offline
+    for local_only in (True,) if offline else (True, False):  # the cache first, then the network
+        for filename in filenames:
+            try:
+                return Path(hf_hub_download(repo, filename, local_files_only=local_only))
+            except Exception as exc:  # not cached / not published / network: try the next source
+                failure = offline or type(exc).__name__
+    raise WeightsError(f"cannot download {what} ({failure}); download {' or '.join(filenames)} from {url} and pass the file as {alternative}")
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or Path(text).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
+
+
+def open_clip_weights(model: str, pretrained: str, *, what: str, alternative: str = PRETRAINED_FILE_HINT) -> tuple[Path, dict[str, Any]]:
+    """Local weights file of open_clip ``model`` for ``pretrained`` (a tag of open_clip's table or a file).
+
+    Also returns the preprocessing/architecture facts that belong to the weights (``mean``,
+    ``std``, ``interpolation``, ``quick_gelu``): the tag's entry, or for a local file the
+    statistics every tag of ``model`` shares (give the model name that matches the file, e.g.
+    ``ViT-B-32-quickgelu`` for OpenAI's original weights).
+    """
+    import open_clip
+
+    keys = ("mean", "std", "interpolation", "quick_gelu")
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        tag_cfgs = [open_clip.get_pretrained_cfg(model, t) for t in open_clip.list_pretrained_tags_by_model(model)]
+        shared = {k: tag_cfgs[0][k] for k in ("mean", "std", "interpolation") if tag_cfgs and all(c.get(k) == tag_cfgs[0].get(k) for c in tag_cfgs)}
+        return path, shared
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        if _looks_like_path(pretrained):
+            raise WeightsError(f"{what} file {path} does not exist; check the path")
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none (pass a local file)"
+        raise ConfigError(f"unknown pretrained tag '{pretrained}' for open_clip model {model}; known tags: {tags}")
+    facts = {k: cfg[k] for k in keys if k in cfg}
+    if cfg.get("hf_hub"):
+        repo, filename = cfg["hf_hub"].rstrip("/"), None
+        if not cfg["hf_hub"].endswith("/"):  # 'org/repo/file.ext' names the file; 'org/repo/' means the default
+            repo, filename = os.path.split(cfg["hf_hub"])
+        names = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        return hf_hub_file(repo, names, what=f"{what} {model}/{pretrained}", alternative=alternative), facts
+    return fetch_url(cfg["url"], what=f"{what} {model}/{pretrained}", alternative=alternative), facts
+
+
+def timm_pretrained_weights(model: str, pretrained: str, *, what: str, alternative: str = PRETRAINED_FILE_HINT) -> Path:
+    """Local weights file of timm ``model`` for ``pretrained``: a timm tag (``model.tag``) or a file."""
+    import timm
+
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return path
+    published = timm.list_pretrained(f"{model}.*")
+    if f"{model}.{pretrained}" not in published:
+        if _looks_like_path(pretrained):
+            raise WeightsError(f"{what} file {path} does not exist; check the path")
+        tags = ", ".join(name.partition(".")[2] for name in published) or "none (pass a local file)"
+        raise ConfigError(f"unknown pretrained tag '{pretrained}' for timm model {model}; known tags: {tags}")
+    cfg = timm.models.get_pretrained_cfg(f"{model}.{pretrained}")
+    if cfg.hf_hub_id:
+        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
+        return hf_hub_file(cfg.hf_hub_id, names, what=f"{what} {model}.{pretrained}", alternative=alternative)
+    return fetch_url(cfg.url, what=f"{what} {model}.{pretrained}", alternative=alternative)

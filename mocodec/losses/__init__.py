@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mocodec.losses import mse, msssim  # noqa: F401  (registers the distortions)
+from mocodec.losses import feature_similarity, lpips, ml_clipsim  # noqa: F401  (ml-featsim, lpips, ml-clipsim)
 from mocodec.losses.base import Distortion
 from mocodec.losses.mse import psnr
 from mocodec.losses.msssim import msssim as ms_ssim
