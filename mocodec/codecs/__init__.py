@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mocodec.codecs import classic, hyperprior  # noqa: F401  (registers the codecs)
+from mocodec.codecs import classic, hyperprior, mlicpp  # noqa: F401  (registers the codecs)
 from mocodec.codecs.base import NO_WEIGHTS_ID
 from mocodec.codecs.registry import CODECS, register_codec
 from mocodec.errors import ConfigError, WeightsError
