@@ -1,0 +1,74 @@
+"""``ImageDataModule``: the training and validation data of ``mocodec train``.
+
+Random crops for training, centre crops for validation, from image folders or, by
+default, from the embedded photographs (training photographs for training, held-out
+ones for validation: no download, works offline). Loaders are plain shuffled /
+sequential ``DataLoader``s so Lightning can swap in a ``DistributedSampler`` under DDP.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mocodec.data.datasets import EmbeddedPhotos, ImageFolder, center_crop, collate_images, random_crop
+from mocodec.errors import ConfigError
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Crops of an image folder (recursive: jpg/png/webp/...) or of the embedded photographs.
+
+    Args:
+        train: folder of training images; ``None``: crops of the embedded training photographs.
+        val: folder of validation images; ``None``: the embedded held-out photographs.
+        crop_size: side of the random training crops.
+        val_crop_size: side of the central validation crops; ``None``: whole images
+            (then ``val_batch_size`` must be 1 unless all images share one size).
+        batch_size: training batch size (per device).
+        val_batch_size: validation batch size (per device).
+        num_workers: loader processes (0: load in the training process).
+        embedded_repeats: crops per embedded training photograph in one epoch.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        crop_size: int = 256,
+        val_crop_size: int | None = 256,
+        batch_size: int = 8,
+        val_batch_size: int = 8,
+        num_workers: int = 0,
+        embedded_repeats: int = 16,
+    ) -> None:
+        super().__init__()
+        for name, value in (("crop_size", crop_size), ("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if value < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {value}")
+        self.save_hyperparameters()
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "fit" and self.train_set is None:
+            crop = random_crop(hp.crop_size)
+            self.train_set = ImageFolder(hp.train, crop) if hp.train else EmbeddedPhotos("train", crop, hp.embedded_repeats)
+        if stage in ("fit", "validate") and self.val_set is None:
+            crop = center_crop(hp.val_crop_size)
+            self.val_set = ImageFolder(hp.val, crop) if hp.val else EmbeddedPhotos("val", crop)
+
+    def train_dataloader(self) -> DataLoader:
+        # Not persistent: workers restart each epoch from seeds drawn in the main process,
+        # whose random state checkpoints carry, so a resumed run draws the same crops.
+        return DataLoader(
+            self.train_set, batch_size=self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers,
+            collate_fn=collate_images, pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_set, batch_size=self.hparams.val_batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+            collate_fn=collate_images, pin_memory=torch.cuda.is_available(),
+        )

@@ -1,0 +1,173 @@
+"""CodecModule + LightningCLI in process: every shipped config, resume equivalence, NaN guard, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from mocodec.codecs import CODECS, load_codec
+from mocodec.losses import DISTORTIONS
+from mocodec.training import CodecModule, TRAINING_STATE_KEY, run_cli, split_parameters
+from mocodec.weights import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+SMALL_DATA = [
+    "--data.train", "null", "--data.val", "null", "--data.crop_size", "64", "--data.val_crop_size", "64",
+    "--data.batch_size", "2", "--data.val_batch_size", "2", "--data.num_workers", "0",
+]
+
+
+def tiny_overrides(config: Path) -> list[str]:
+    """The config with its codec and distortion networks swapped for the registry's tiny test versions."""
+    model = yaml.safe_load(config.read_text())["model"]
+    distortions = {}
+    for name, spec in model["distortions"].items():
+        spec = dict(spec) if isinstance(spec, dict) else {"weight": spec}
+        distortions[name] = {**spec, **DISTORTIONS.meta(name).get("test_kwargs", {})}
+    return [
+        "--model.codec_kwargs", json.dumps(CODECS.meta(model["codec"])["test_kwargs"]),
+        "--model.init_weights", "null",
+        "--model.distortions", json.dumps(distortions),
+    ]
+
+
+def test_every_config_is_shipped():
+    assert [c.stem for c in CONFIGS] == [
+        "hyperprior_lpips", "hyperprior_mlclipsim", "hyperprior_mse", "hyperprior_msssim", "mlicpp_mlclipsim", "tiny_cpu",
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_fast_dev_run_of_every_config(config, tmp_path):
+    cli = run_cli([
+        "fit", "--config", str(config), *tiny_overrides(config), *SMALL_DATA, *QUIET,
+        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path),
+    ])
+    module, metrics = cli.model, cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 1 and math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/bpp"])
+    expected_terms = {name.replace("-", "_") for name in yaml.safe_load(config.read_text())["model"]["distortions"]}
+    assert set(module.loss.terms) == expected_terms and all(f"val/{t}" in metrics for t in expected_terms)
+    # Optimisers hold exactly the codec's parameters: quantiles in the aux one, never a distortion network's.
+    main, aux = (set(map(id, (p for g in opt.param_groups for p in g["params"]))) for opt in cli.trainer.optimizers)
+    codec_main, codec_aux = (set(map(id, ps)) for ps in split_parameters(module.codec))
+    assert main == codec_main and aux == codec_aux and codec_aux
+    # Frozen distortion networks stay out of checkpoints (they are rebuilt from their names).
+    assert {k for k in module.state_dict() if not k.startswith("codec.")} == {"skipped_steps", "loss.term_means", "loss.balance_steps"}
+    assert all(not p.requires_grad for p in module.loss.parameters())
+
+
+TINY_CONFIG = """
+seed_everything: 3
+trainer:
+  accelerator: cpu
+  logger: false
+  limit_val_batches: 1
+model:
+  codec: bmshj2018-hyperprior
+  quality: 2
+  codec_kwargs: {N: 8, M: 12}
+  lmbda: 0.01
+  distortions: {mse: 1.0, msssim: 0.5}
+  balance_warmup: 2
+  lr_scheduler:
+    class_path: torch.optim.lr_scheduler.StepLR
+    init_args: {step_size: 1, gamma: 0.5}
+data:
+  crop_size: 48
+  val_crop_size: 64
+  batch_size: 4
+  val_batch_size: 2
+  embedded_repeats: 1   # 11 crops, batch 4: 3 steps per epoch
+"""
+
+
+def train(config: Path, run_dir: Path, epochs: int, *extra: str):
+    return run_cli(["fit", "--config", str(config), *QUIET, "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", str(epochs), *extra])
+
+
+def training_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The module's state as training left it (checkpoints hold coding-ready tables and quantiles)."""
+    return {**ckpt["state_dict"], **ckpt[TRAINING_STATE_KEY]}
+
+
+def test_resume_continues_exactly(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    train(config, tmp_path / "straight", 2)
+    train(config, tmp_path / "resumed", 1)
+    resumed = train(config, tmp_path / "resumed", 2, "--ckpt_path", "last")
+    assert resumed.trainer.global_step == 6
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 6
+    sa, sb = training_state(a), training_state(b)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)  # weights, quantiles, balancing
+    assert int(sb["loss.balance_steps"]) == 6
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
+        assert all(torch.equal(opt_a["state"][i]["exp_avg_sq"], opt_b["state"][i]["exp_avg_sq"]) for i in opt_a["state"])
+    assert a["lr_schedulers"] == b["lr_schedulers"] and b["lr_schedulers"][0]["last_epoch"] == 2
+
+
+def test_checkpoints_code_without_a_further_step_and_keep_training_values(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    cli = train(config, tmp_path / "run", 1)
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path)  # torch.load(weights_only=True): plain data only
+    assert ckpt["mocodec_codec"] == {"name": "bmshj2018-hyperprior", "quality": 2, "kwargs": {"N": 8, "M": 12}}
+    # update(update_quantiles=True) ran on a copy: the file holds bisected quantiles and their
+    # tables, the training values are kept aside, and the live module was not touched.
+    quantiles = "codec.entropy_bottleneck.quantiles"
+    assert not torch.equal(ckpt["state_dict"][quantiles], ckpt[TRAINING_STATE_KEY][quantiles])
+    assert torch.equal(cli.model.state_dict()[quantiles], ckpt[TRAINING_STATE_KEY][quantiles])
+    assert cli.model.codec.entropy_bottleneck._offset.numel() == 0  # no tables in the training module
+    codec = load_codec("bmshj2018-hyperprior", 2, checkpoint=path)
+    assert codec.entropy_tables_ready() and torch.equal(codec.entropy_bottleneck.quantiles, ckpt["state_dict"][quantiles])
+
+
+class Batches(torch.utils.data.Dataset):
+    """Fixed batches (dicts as ImageDataModule yields), one per index."""
+
+    def __init__(self, *images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "unreadable": 0}
+
+
+def fit_on(*images: torch.Tensor) -> CodecModule:
+    pl.seed_everything(5)
+    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, lmbda=0.01, distortions={"mse": 1.0})
+    loader = DataLoader(Batches(*images), batch_size=None)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    module.global_steps_done = trainer.global_step
+    return module
+
+
+def test_nan_guard_skips_a_poisoned_batch():
+    torch.manual_seed(0)
+    good = torch.rand(2, 3, 64, 64)
+    poisoned = good.clone()
+    poisoned[0, 0, 5, 5] = float("nan")
+    clean = fit_on(good)
+    guarded = fit_on(good, poisoned)
+    assert int(guarded.skipped_steps) == 1 and guarded.global_steps_done == clean.global_steps_done == 1
+    a, b = clean.state_dict(), guarded.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "skipped_steps")  # the poisoned step changed nothing
+    assert all(torch.isfinite(p).all() for p in guarded.parameters())
