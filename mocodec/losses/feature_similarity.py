@@ -70,7 +70,7 @@ class FeatureEncoder(nn.Module):
     has_extra_tokens: bool = False  # class/register tokens that ``extra_tokens=True`` appends
 
     def forward(self, x: Tensor, layers: Sequence[int], embedding: bool, extra_tokens: bool = False) -> LayerFeatures:
-        """Features of normalised images ``x`` for 0-based, ascending ``layers``.
+        """Features of normalised images ``x`` for 0-based, ascending ``layers`` (possibly none).
 
         ``embedding=False`` lets the adapter skip everything after the last requested layer.
         """

@@ -74,6 +74,8 @@ class OpenClipFeatures(FeatureEncoder):
         self.interpolation = _interpolation(preprocess_cfg.get("interpolation"))
 
     def forward(self, x: Tensor, layers: Sequence[int], embedding: bool, extra_tokens: bool = False) -> LayerFeatures:
+        if not layers:  # the global term alone: the plain forward
+            return LayerFeatures([], self.visual(x))
         out = self.visual.forward_intermediates(
             x,
             indices=list(layers),
@@ -107,6 +109,8 @@ class TimmViTFeatures(FeatureEncoder):
         self.interpolation = _interpolation(data.get("interpolation"))
 
     def forward(self, x: Tensor, layers: Sequence[int], embedding: bool, extra_tokens: bool = False) -> LayerFeatures:
+        if not layers:  # the global term alone: the plain forward
+            return LayerFeatures([], self.model.forward_head(self.model.forward_features(x), pre_logits=True))
         out = self.model.forward_intermediates(
             x,
             indices=list(layers),

@@ -105,6 +105,7 @@ def test_global_term_alone_is_the_embedding_cosine(pair):
     _, gy = hooked_clip(sim.network.visual, y, [])
     with torch.no_grad():
         assert torch.allclose(sim.score(y, x), F.cosine_similarity(gx, gy, dim=-1), atol=1e-6)
+        assert torch.allclose(tiny(layers=()).score(y, x), sim.score(y, x), atol=1e-6)  # no layers: the plain forward
 
 
 def test_include_cls_adds_the_class_token(pair):
@@ -269,3 +270,23 @@ def test_timm_offline_and_unknown_tag_messages():
     with pytest.raises(ConfigError) as err:
         create_distortion("ml-clipsim", model="timm:vit_base_patch16_224")  # default tag 'openai' is no timm tag of it
     assert str(err.value).startswith("unknown pretrained tag 'openai' for timm model vit_base_patch16_224; known tags: augreg2_in21k_ft_in1k,")
+
+
+def test_encoder_stays_frozen_and_out_of_a_codec_modules_checkpoint():
+    """Through the training LightningModule: .train(), parameters (optimisers), state_dict (checkpoints)."""
+    training = pytest.importorskip("mocodec.training")
+
+    def module():
+        torch.manual_seed(0)
+        distortions = {"mse": 1.0, "ml-clipsim": {"weight": 0.5, **TINY}}
+        return training.CodecModule("bmshj2018-hyperprior", 1, codec_kwargs={"N": 8, "M": 12}, distortions=distortions)
+
+    trained = module()
+    term = trained.loss.terms["ml_clipsim"]
+    trained.train()
+    assert trained.codec.training and not term.network.training
+    encoder_params = {id(p) for p in term.network.parameters()}
+    assert encoder_params and not encoder_params & {id(p) for p in trained.parameters()}
+    state = trained.state_dict()
+    assert not [k for k in state if k.startswith("loss.terms.")]
+    module().load_state_dict(state, strict=True)
