@@ -277,6 +277,151 @@ def export(args: argparse.Namespace) -> None:
     print(f"{out}: {record['name']} quality {record['quality']} ({out.stat().st_size} bytes)")
 
 
+# --------------------------------------------------------------------------- pcmp / iqa
+
+
+def _pcmp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="dataset folder to write (an interrupted build in it is resumed)")
+    p.add_argument("--references", required=True, help="folder of reference images (searched recursively)")
+    p.add_argument("--distortions", nargs="+", default=None, metavar="FAMILY[=LEVELS]",
+                   help="distortion families and optional levels, e.g. jpeg=10,30 gaussian-blur=1,2 ckpt:PATH NAME@pretrained=1-8 "
+                        "(default: jpeg webp avif gaussian-blur gaussian-noise resample contrast colour-shift)")
+    p.add_argument("--voters", nargs="+", default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+                   metavar="MODEL[=WEIGHTS]", help="classifiers that vote (classification-task model names; default: EfficientNet-Lite0/1/2)")
+    p.add_argument("--tolerance", type=float, default=0.5,
+                   help="largest PSNR difference of a pair, in dB (default 0.5); pcmp.json also counts the pairs other tolerances give")
+    p.add_argument("--seed", type=int, default=0, help="seed of noise, pair order and pair sampling")
+    p.add_argument("--max-pairs", type=int, default=None, help="keep at most this many pairs per reference (sampled with --seed)")
+    p.add_argument("--max-size", type=int, default=None, help="downscale references whose longer side exceeds this many pixels")
+    p.add_argument("--soft", choices=("kl", "cosine"), default="kl", help="soft consistency deciding a vote when top-1 does not")
+    p.add_argument("--tie-tolerance", type=float, default=1e-6, help="soft values closer than this tie (half a vote each)")
+    p.add_argument("--force", action="store_true", help="delete a previous build in OUT and start again")
+
+
+@command("pcmp", "build a PCMP dataset: PSNR-matched distortion pairs labelled by prediction-consistency votes", _pcmp_args)
+def pcmp(args: argparse.Namespace) -> None:
+    from mocodec.iqa.distortions import DEFAULT_FAMILIES, create_family
+    from mocodec.iqa.pcmp import BuildSettings, build_pcmp, find_references
+    from mocodec.iqa.voting import VoteRule, create_voter
+
+    find_references(args.references)  # before loading any model
+    settings = BuildSettings(args.tolerance, args.seed, args.max_pairs, args.max_size, VoteRule(args.soft, args.tie_tolerance))
+    families = [create_family(spec) for spec in args.distortions or DEFAULT_FAMILIES]
+    voters = [create_voter(spec) for spec in args.voters]
+    summary = build_pcmp(args.references, args.out, families, voters, settings, force=args.force, progress=_progress)
+    print(f"{args.out}: {summary['pairs']} pairs of {summary['images']} distorted images of {summary['references']} references")
+    print("pairs per PSNR tolerance: " + ", ".join(f"{t} dB: {n}" for t, n in summary["pairs_per_tolerance"].items()))
+    for name, stats in summary["voters"].items():
+        print(f"  {name}: top-1 kept on {stats['top1_match_rate']:.1%} of images, mean KL {stats['mean_kl']:.4f}")
+    for item in summary["skipped"]:
+        print(f"skipped {item['reference']}: {item['why']}", file=sys.stderr)
+
+
+def _iqa_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="iqa_command", metavar="ACTION", required=True)
+    e = sub.add_parser("eval", help="2AFC / SRCC / KRCC / PLCC of metrics on IQA datasets, with paired tests")
+    e.add_argument("--dataset", action="append", required=True, metavar="NAME=PATH",
+                   help="live, live-realigned, tid2013, kadid10k, mpd (manifest CSV), mpd-pairs, pcmp; repeatable")
+    e.add_argument("--metric", nargs="+", required=True, metavar="NAME[:CONFIG]",
+                   help="registered metrics (psnr, msssim, lpips, ml-clipsim, ...); :CONFIG is a YAML of keyword arguments")
+    e.add_argument("--label-voters", nargs="+", default=None, help="pcmp: voters whose votes label the pairs (default: all not held out)")
+    e.add_argument("--heldout-voters", nargs="+", default=None, help="pcmp: disjoint voters whose votes give a second, held-out label")
+    e.add_argument("--logistic", choices=("4", "5"), default="5", help="parameters of the logistic fit before PLCC (default 5)")
+    _iqa_common_args(e)
+    a = sub.add_parser("ablate", help="ML-CLIPSim layer ablation on PCMP, with per-layer weights fitted on a training split")
+    a.add_argument("--pcmp", required=True, help="a complete PCMP dataset folder")
+    a.add_argument("--metric", default="ml-clipsim", metavar="NAME[:CONFIG]", help="multi-layer metric and its base arguments")
+    a.add_argument("--subset", action="append", default=None, metavar="LAYERS", help="a layer subset to score, e.g. 3,6,9,12 (repeatable)")
+    a.add_argument("--train-fraction", type=float, default=0.5, help="share of references whose pairs fit the weights")
+    a.add_argument("--ridge", type=float, default=1e-3, help="L2 penalty of the fit on standardised components")
+    a.add_argument("--heldout-voters", nargs="+", default=None, help="disjoint voters giving a second, held-out label")
+    _iqa_common_args(a)
+    m = sub.add_parser("mpd-manifest", help="write the manifest CSV that `--dataset mpd=` reads, from MPD's archive and score table")
+    m.add_argument("--root", required=True, help="the extracted archive (searched recursively for the listed files)")
+    m.add_argument("--scores", required=True, help="the score table (CSV)")
+    m.add_argument("--out", required=True, help="manifest CSV to write")
+    m.add_argument("--distorted-column", default="distorted")
+    m.add_argument("--reference-column", default="reference")
+    m.add_argument("--score-column", default="score")
+    m.add_argument("--type-column", default=None)
+    m.add_argument("--force", action="store_true", help="overwrite --out")
+
+
+def _iqa_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="results folder (tables, plots, results.json)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for intervals and p-values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+
+
+@command("iqa", "evaluate quality metrics: `iqa eval` (IQA datasets, PCMP), `iqa ablate` (layer weights), `iqa mpd-manifest`", _iqa_args)
+def iqa(args: argparse.Namespace) -> None:
+    from mocodec.iqa.report import check_output_folder, write_reports
+
+    if args.iqa_command == "mpd-manifest":
+        from mocodec.files import check_writable
+        from mocodec.iqa.datasets import write_mpd_manifest
+
+        out = check_writable(args.out, args.force)
+        n = write_mpd_manifest(args.root, args.scores, out, distorted_column=args.distorted_column,
+                               reference_column=args.reference_column, score_column=args.score_column, type_column=args.type_column)
+        print(f"{out}: {n} scored images")
+        return
+    from mocodec.iqa.datasets import load_iqa_dataset
+    from mocodec.iqa.evaluate import MetricSpec
+
+    out = check_output_folder(args.out, args.force)
+    if args.iqa_command == "ablate":
+        from mocodec.iqa.ablation import run_ablation, write_weights
+
+        subsets = [[int(v) for v in s.split(",") if v.strip()] for s in args.subset] if args.subset else None
+        dataset = load_iqa_dataset("pcmp", args.pcmp, heldout_voters=args.heldout_voters)
+        spec = MetricSpec.parse(args.metric, aliases=_METRIC_ALIASES)
+        result = run_ablation(dataset, spec, subsets=subsets, train_fraction=args.train_fraction, ridge=args.ridge,
+                              n_resamples=args.resamples, seed=args.seed, progress=_progress)
+        weights = write_weights(out / f"{spec.name}-fitted.yaml", result.fitted, spec.name)
+        write_reports([result.report], out, extra={"fitted": result.fitted, "components": result.components})
+        print((out / f"{result.report.dataset}.md").read_text())
+        print(f"fitted weights: {weights} (use --metric {spec.name}:{weights})")
+        return
+    datasets = []
+    for text in args.dataset:
+        name, sep, path = text.partition("=")
+        if not sep:
+            from mocodec.errors import ConfigError
+
+            raise ConfigError(f"--dataset takes NAME=PATH, got '{text}'")
+        options = {"label_voters": args.label_voters, "heldout_voters": args.heldout_voters} if name.strip() == "pcmp" else {}
+        datasets.append(load_iqa_dataset(name.strip(), path, **options))
+    from mocodec.iqa.evaluate import evaluate_metrics
+
+    metrics = [MetricSpec.parse(m, aliases=_METRIC_ALIASES) for m in args.metric]
+    reports = evaluate_metrics(datasets, metrics, logistic=args.logistic, n_resamples=args.resamples, seed=args.seed, progress=_progress)
+    write_reports(reports, out, extra={"metrics": [m.label for m in metrics]})
+    for report in reports:
+        print((out / f"{report.dataset}.md").read_text())
+    print(f"results: {out}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt) written by `mocodec train`")
+    p.add_argument("output", help="codec weights file to write (.pth), for `mocodec compress --checkpoint`")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+
+
+@command("export", "write a training checkpoint's codec (weights + CDF tables) for `compress --checkpoint`", _export_args)
+def export(args: argparse.Namespace) -> None:
+    from mocodec.files import check_writable
+    from mocodec.training import export_codec
+
+    out = check_writable(args.output, args.force)
+    record = export_codec(args.checkpoint, out)
+    print(f"{out}: {record['name']} quality {record['quality']} ({out.stat().st_size} bytes)")
+
+
 # --------------------------------------------------------------------------- list
 
 
