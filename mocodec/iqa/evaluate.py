@@ -187,7 +187,7 @@ def evaluate_pairs(
             found = next((c for c in comparisons if c["labels"] == label_set and {c["a"], c["b"]} == {m, best}), None)
             rows[m][f"p_boot[{label_set}]"] = found["p_bootstrap"] if found else None
             rows[m][f"p_wilcoxon[{label_set}]"] = found["p_wilcoxon"] if found else None
-    primary, p = next(iter(dataset.labels.items()))
+    primary = next(iter(dataset.labels))
     kinds = np.array([" vs ".join(sorted((q.type_a, q.type_b))) for q in dataset.pairs])
     per_type = []
     for kind in sorted(set(kinds)):

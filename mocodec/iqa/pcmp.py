@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # the families bring the codecs, which reading a build does n
 FORMAT, VERSION = "mocodec-pcmp", 1
 MANIFEST_COLUMNS = ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")
 VOTE_PREFIX = "vote:"
+VOTER_BATCH = 8  # distorted images held in memory and judged together
 Progress = Callable[[Iterable, int, str], Iterable]
 
 
@@ -132,7 +133,10 @@ def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
         if force:
             shutil.rmtree(out)
         else:
-            existing = json.loads(config_file.read_text())
+            try:
+                existing = json.loads(config_file.read_text())
+            except json.JSONDecodeError:
+                raise OutputExistsError(f"{config_file} is damaged; pass --force to rebuild {out}") from None
             differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
             if differ:
                 raise OutputExistsError(
@@ -197,7 +201,17 @@ def _build_reference(rid: str, x: Tensor, out: Path, families: Sequence[Distorti
     x = quantize_8bit(fit_size(x, settings.max_size))
     reference_path = f"references/{rid}.png"
     write_image(out / reference_path, x)
-    images, tensors = [], []
+    # Distorted images go to the voters VOTER_BATCH at a time and are then dropped, so memory
+    # stays flat however many families and levels (and however large the reference) there are.
+    outputs: dict[str, list[Tensor]] = {v.name: [v.probabilities(x[None])] for v in voters}
+    images, pending = [], []
+
+    def vote_pending() -> None:
+        batch = torch.stack(pending)
+        for voter in voters:
+            outputs[voter.name].append(voter.probabilities(batch))
+        pending.clear()
+
     for family in families:
         for level in family.levels:
             level_text = family.level_text(level)
@@ -206,15 +220,18 @@ def _build_reference(rid: str, x: Tensor, out: Path, families: Sequence[Distorti
             rel = f"distorted/{rid}/{_file_name(family.name)}_{level_text}.png"
             write_image(out / rel, y)
             images.append({"path": rel, "type": family.name, "level": level_text, "psnr": float(psnr(y[None], x[None]))})
-            tensors.append(y)
-    batch = torch.stack([x, *tensors])
-    reference_top1, votes = {}, {}
+            pending.append(y)
+            if len(pending) == VOTER_BATCH:
+                vote_pending()
+    if pending:
+        vote_pending()
     types, psnrs = [im["type"] for im in images], [im["psnr"] for im in images]
     rng = np.random.default_rng(derived_seed(settings.seed, rid, "pairs"))
     pairs = orient_and_sample(matched_pairs(types, psnrs, settings.tolerance), rng, settings.max_pairs_per_reference)
     a, b = [i for i, _ in pairs], [j for _, j in pairs]
+    reference_top1, votes = {}, {}
     for voter in voters:
-        probs = voter.probabilities(batch)  # the voter batches as its memory allows
+        probs = torch.cat(outputs[voter.name])
         c = consistency(probs[0], probs[1:])
         reference_top1[voter.name] = int(probs[0].argmax())
         for k, im in enumerate(images):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError
 from mocodec.iqa import load_iqa_dataset
 from mocodec.iqa.distortions import create_family
-from mocodec.iqa.pcmp import BuildSettings, PCMPDataset, build_pcmp, read_manifest
+from mocodec.iqa.pcmp import VOTER_BATCH, BuildSettings, PCMPDataset, build_pcmp, read_manifest
 from mocodec.iqa.voting import Consistency, VoteRule
 from mocodec.losses import psnr
 
@@ -85,7 +86,8 @@ def test_same_seed_same_dataset_other_seed_other_noise(tmp_path, reference_folde
 def test_an_interrupted_build_is_not_complete_and_resumes_to_the_same_dataset(tmp_path, reference_folder, tiny_voters, built):
     out, _ = built
     partial = tmp_path / "partial"
-    stopping = [ExplodingVoter("proj0", seed=0, after=2), *tiny_voters[1:]]  # dies on the second reference
+    calls_per_reference = 1 + math.ceil(13 / VOTER_BATCH)  # the reference, then its distorted images in batches
+    stopping = [ExplodingVoter("proj0", seed=0, after=calls_per_reference + 1), *tiny_voters[1:]]  # dies on the second reference
     with pytest.raises(KeyboardInterrupt):
         build_pcmp(reference_folder, partial, families(), stopping, SETTINGS)
     assert not (partial / "pcmp.json").exists() and not (partial / "pairs.csv").exists()
