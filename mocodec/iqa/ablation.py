@@ -70,7 +70,9 @@ def weightings(layers: Sequence[int], subsets: Sequence[Sequence[int]]) -> list[
     for subset in subsets:
         missing = [s for s in subset if s not in layers]
         if missing:
-            raise ConfigError(f"subset {','.join(map(str, subset))} names layer(s) {missing} outside the encoder's layers {layers[0]}..{layers[-1]}")
+            raise ConfigError(
+                f"subset {','.join(map(str, subset))} names layer(s) {missing} outside the encoder's layers {layers[0]}..{layers[-1]}"
+            )
         out.append(Weighting.of(",".join(map(str, subset)) + "+global", [1.0 if l in subset else 0.0 for l in layers] + [1.0]))
     out.append(Weighting.of("uniform", np.ones(n)))
     return out

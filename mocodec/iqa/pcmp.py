@@ -43,6 +43,7 @@ from mocodec.iqa.datasets import PairDataset, PreferencePair
 from mocodec.iqa.pairs import REPORT_TOLERANCES, matched_pairs, orient_and_sample
 from mocodec.iqa.voting import Voter, VoteRule, consistency, soft_label
 from mocodec.losses.mse import psnr
+from mocodec.registry import canonical_name
 
 if TYPE_CHECKING:  # the families bring the codecs, which reading a build does not need
     from mocodec.iqa.distortions import DistortionFamily
@@ -333,10 +334,12 @@ def read_manifest(root: str | Path) -> Manifest:
 
 
 def _check_voters(requested: Sequence[str], available: Sequence[str], root: Path) -> list[str]:
-    unknown = [v for v in requested if v not in available]
+    """The manifest's spelling of each requested voter (``efficientnet_lite2`` finds ``efficientnet-lite2``)."""
+    by_canonical = {canonical_name(v): v for v in available}
+    unknown = [v for v in requested if canonical_name(v) not in by_canonical]
     if unknown:
         raise ConfigError(f"{root} has no votes of {', '.join(unknown)}; its voters are {', '.join(available)}")
-    return list(requested)
+    return [by_canonical[canonical_name(v)] for v in requested]
 
 
 def read_pcmp(root: str | Path, label_voters: Sequence[str] | None = None, heldout_voters: Sequence[str] | None = None) -> PairDataset:

@@ -2,8 +2,8 @@
 
 A **voter** is any frozen model that turns a batch of images into class distributions
 (:class:`Voter`: ``probabilities(images) -> N x K``); classifiers of the classification
-task are voters through :func:`create_voter` (EfficientNet-Lite0/1/2 offline). For each distorted image ``x`` of a
-reference ``r``, a voter's *consistency* is
+task are voters through :func:`create_voter` (EfficientNet-Lite0/1/2 offline). For each
+distorted image ``x`` of a reference ``r``, a voter's *consistency* is
 
 - ``top1_match``: ``argmax p(x) == argmax p(r)``;
 - ``kl``: ``KL(p(r) ‖ p(x)) = Σ_k p_k(r) · log(p_k(r) / p_k(x))`` in nats (0 for identical outputs);

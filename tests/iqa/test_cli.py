@@ -85,7 +85,8 @@ def test_iqa_eval_bad_inputs(cli, tmp_path, pcmp_build):
     r = cli("iqa", "eval", "--dataset", f"tid2013={tid}", "--metric", "psnr", "--out", str(tmp_path / "r"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
-        f"mocodec: error: TID2013: image i01_01_1.bmp listed in mos_with_names.txt is missing from {tid / 'distorted_images'}; re-extract the dataset")
+        f"mocodec: error: TID2013: image i01_01_1.bmp listed in mos_with_names.txt is missing from {tid / 'distorted_images'}; "
+        "re-extract the dataset")
     assert not (tmp_path / "r" / "results.json").exists()
 
 

@@ -133,7 +133,7 @@ def test_torch_dataset_and_held_out_labels(built):
     loader = torch.utils.data.DataLoader(data, batch_size=2)
     assert next(iter(loader))["a"].shape == (2, 3, 48, 64)
 
-    pairs = load_iqa_dataset("pcmp", out, heldout_voters=["proj2"])
+    pairs = load_iqa_dataset("pcmp", out, heldout_voters=["PROJ2"])  # names match as registry names do
     assert pairs.labels["label"].tolist() == pytest.approx([(float(r["vote:proj0"]) + float(r["vote:proj1"])) / 2 for r in manifest])
     assert pairs.labels["held-out"].tolist() == [float(r["vote:proj2"]) for r in manifest]
     with pytest.raises(ConfigError) as exc:
