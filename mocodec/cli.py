@@ -403,6 +403,123 @@ def iqa(args: argparse.Namespace) -> None:
     print(f"results: {out}")
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt) written by `mocodec train`")
+    p.add_argument("output", help="codec weights file to write (.pth), for `mocodec compress --checkpoint`")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+
+
+@command("export", "write a training checkpoint's codec (weights + CDF tables) for `compress --checkpoint`", _export_args)
+def export(args: argparse.Namespace) -> None:
+    from mocodec.files import check_writable
+    from mocodec.training import export_codec
+
+    out = check_writable(args.output, args.force)
+    record = export_codec(args.checkpoint, out)
+    print(f"{out}: {record['name']} quality {record['quality']} ({out.stat().st_size} bytes)")
+
+
+# --------------------------------------------------------------------------- eval-task / bd
+
+
+def _key_values(pairs: Sequence[str], flag: str) -> dict:
+    """``KEY=VALUE`` texts -> a dict; values read as YAML scalars (``64`` an int, ``true`` a bool)."""
+    import yaml
+
+    from mocodec.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got '{pair}'")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def _eval_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="classification", help="task registry name (see `mocodec list`)")
+    p.add_argument("--model", default=None, help="the task's judge, e.g. efficientnet_lite0 (offline), resnet50 (timm), torchvision:resnet50")
+    p.add_argument("--weights", default=None, help="local weights file for --model instead of the published ones")
+    p.add_argument("--random-init", action="store_true", help="judge with a randomly initialised model (smoke tests)")
+    p.add_argument("--device", default=None, help="device of the task's model, e.g. cuda")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="another task argument, e.g. batch_size=64")
+    p.add_argument("--codecs", action="append", default=None, metavar="LIST",
+                   help="comma-separated curves: NAME, NAME@pretrained, ckpt:PATH, or ckpt:GLOB (a series of checkpoints, one curve); "
+                        "LABEL=... names a curve (default: jpeg,webp)")
+    p.add_argument("--qualities", action="append", default=[], metavar="[KEY=]LIST",
+                   help="rate points, e.g. jpeg=10,30,50 or 1-8; KEY is a curve label, a codec name, 'classic' or 'learned' "
+                        "(defaults: classic 5,10,20,30,50,75,95; learned 1-8; checkpoints: their own)")
+    p.add_argument("--dataset", default=None, help="image folder (ImageNet ImageFolder / LOC csv layout, or unlabeled); default: the task's offline set")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. layout=unlabeled, labels=PATH.csv")
+    p.add_argument("--out", required=True, help="results JSON; an existing file of the same task, model and dataset is resumed")
+    p.add_argument("--plot", default=None, help="rate-task figure (.png/.pdf), one panel per metric; redrawn when resuming")
+    p.add_argument("--anchor", default=None, help="curve the BD table compares against (default: the first)")
+    p.add_argument("--bd-metric", default="agreement", help="metric of the BD table (default: agreement)")
+    p.add_argument("--bd-method", default="pchip", help="BD interpolation: pchip, akima or cubic")
+    p.add_argument("--chunk-size", type=int, default=16, help="images read and judged together")
+    p.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
+
+
+@command("eval-task", "rate-task curves: code a dataset at many rates, judge the decoded images with a task", _eval_task_args)
+def eval_task(args: argparse.Namespace) -> None:
+    from mocodec.evaluation.plots import plot_rate_task
+    from mocodec.evaluation.sweep import create_task_from_options, evaluate_task, plan_curves
+    from mocodec.files import check_writable
+
+    options = _key_values(args.task_option, "--task-option")
+    options.update({k: v for k, v in (("model", args.model), ("weights", args.weights), ("device", args.device)) if v is not None})
+    if args.random_init:
+        options["pretrained"] = False
+    curves = plan_curves(args.codecs or ["jpeg,webp"], args.qualities)
+    resuming = Path(args.out).is_file() and not args.force  # an unrelated file is refused by evaluate_task
+    plot = check_writable(args.plot, args.force or resuming) if args.plot else None
+    task = create_task_from_options(args.task, options)
+    results = evaluate_task(task, curves, args.out, args.dataset, _key_values(args.dataset_option, "--dataset-option"),
+                            force=args.force, chunk_size=args.chunk_size, progress=_progress)
+    doc = results.doc
+    shown = [m for m in doc["metrics"] if any(v is not None for e in doc["entries"] for v in e["results"].get(m, []))]
+    for entry in doc["entries"]:
+        print(f"== {entry['name']}")
+        _print_table(entry, ("point", "bpp", *shown))
+    if doc["skipped"]:
+        print(f"skipped {len(doc['skipped'])} unreadable image(s):", file=sys.stderr)
+        for s in doc["skipped"]:
+            print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+    if len(doc["entries"]) > 1 and args.bd_metric in shown:
+        _print_bd(doc["entries"], args.anchor, args.bd_metric, args.bd_method, doc["metrics"][args.bd_metric]["higher_is_better"])
+    if plot:
+        plot_rate_task(doc, plot)
+        print(f"plot: {plot}")
+    print(f"results: {args.out}{' (resumed)' if resuming else ''}")
+
+
+def _print_bd(entries, anchor, metric: str, method: str, higher_is_better: bool) -> None:
+    from mocodec.evaluation.bd import bd_table, format_table
+
+    rows = bd_table(entries, anchor, metric, method, higher_is_better)
+    print(format_table(rows, anchor or entries[0]["name"], metric, method))
+
+
+def _bd_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", help="eval-task results and/or CompressAI-schema JSON files (eval-rd, published curves)")
+    p.add_argument("--metric", default="agreement", help="metric to compare at equal rate / rate at equal metric (default: agreement)")
+    p.add_argument("--anchor", default=None, help="curve name to compare against (default: the first)")
+    p.add_argument("--method", default="pchip", help="interpolation: pchip (default), akima or cubic")
+    p.add_argument("--lower-is-better", action="store_true", help="the metric improves downwards (eval-task files say so themselves)")
+
+
+@command("bd", "BD-rate and BD-metric of rate curves against an anchor curve", _bd_args)
+def bd(args: argparse.Namespace) -> None:
+    from mocodec.evaluation.bd import load_curves
+
+    entries, higher = load_curves(args.results, args.metric)
+    _print_bd(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True))
+
+
 # --------------------------------------------------------------------------- list
 
 

@@ -77,6 +77,47 @@ def load_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dic
     return obj
 
 
+# --------------------------------------------------------------------------- classifiers (timm, torchvision)
+
+
+def load_state_dict_file(path: str | os.PathLike, *, what: str = "weights") -> dict[str, Any]:
+    """A state dict from ``.safetensors`` or a torch file (plain, or wrapped as ``{"state_dict"|"model": ...}``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise WeightsError(f"{what} {path} does not exist; check the path")
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"{what} {path} is not a readable safetensors file ({str(exc)[:120]}); re-export it") from None
+    obj = load_checkpoint(path, what=what)
+    for key in ("state_dict", "model"):  # training scripts wrap the weights with optimiser state etc.
+        if isinstance(obj.get(key), dict):
+            return obj[key]
+    return obj
+
+
+def timm_weights_file(model_name: str) -> Path:
+    """The published weights of timm model ``model_name`` (``resnet50`` or ``resnet50.a1_in1k``), cached."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise WeightsError(f"timm publishes no weights for {model_name}; pass --weights PATH")
+    return timm_pretrained_weights(cfg.architecture, cfg.tag, what="weights of timm model", alternative="--weights PATH")
+
+
+def torchvision_weights_file(model_name: str) -> Path:
+    """The DEFAULT ImageNet weights of torchvision model ``model_name`` (cached under ``$TORCH_HOME``)."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(model_name).DEFAULT
+    return fetch_url(weights.url, what=f"torchvision {model_name} weights", alternative="--weights PATH")
+
+
 # --------------------------------------------------------------------------- detectors (ultralytics), VLMs (transformers)
 
 

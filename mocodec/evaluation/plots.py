@@ -1,12 +1,23 @@
-"""Rate-distortion / rate-task figures with matplotlib (headless: the Agg backend)."""
+"""Rate-distortion / rate-task figures with matplotlib (headless: the Agg backend).
+
+- :func:`plot_curves`: CompressAI-schema results dicts, one panel per metric;
+- :func:`plot_rate_task`: ``eval-task`` results files (:mod:`mocodec.evaluation.sweep`),
+  one panel per (task, metric), axis labels and directions from the file itself.
+
+A curve keeps its colour in every panel, so one codec or distortion term reads the same
+across tasks. The format follows the file name (``.png``, ``.pdf``, ``.svg``).
+"""
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from mocodec.errors import ConfigError
 from mocodec.files import atomic_write_bytes
 
 AXIS_LABELS = {
@@ -26,6 +37,41 @@ def _pyplot():
     return plt
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _points(entry: dict[str, Any], x: str, metric: str) -> list[tuple[float, float]]:
+    res = entry.get("results", {})
+    return sorted((a, b) for a, b in zip(res.get(x, []), res.get(metric, [])) if _number(a) and _number(b))
+
+
+def _draw(ax, entries: Sequence[dict[str, Any]], x: str, metric: str, xlabel: str, ylabel: str, colours: dict[str, Any] | None = None) -> None:
+    for entry in entries:
+        pts = _points(entry, x, metric)
+        if pts:
+            name = entry.get("name", "?")
+            ax.plot(*zip(*pts), marker="o", label=name, color=(colours or {}).get(name))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(plt, fig, out: str | Path) -> Path:
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        raise ConfigError(f"cannot save a figure as '.{fmt}'; name the file .png, .pdf or .svg")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=130)
+    plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
 def plot_curves(
     entries: Sequence[dict[str, Any]],
     out: str | Path,
@@ -39,26 +85,61 @@ def plot_curves(
     labels = {**AXIS_LABELS, **(labels or {})}
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for entry in entries:
-            res = entry["results"]
-            pts = sorted(
-                (a, b) for a, b in zip(res.get(x, []), res.get(metric, []))
-                if isinstance(a, (int, float)) and isinstance(b, (int, float))
-            )
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=entry.get("name", "?"))
-        ax.set_xlabel(labels.get(x, x))
-        ax.set_ylabel(labels.get(metric, metric))
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _draw(ax, entries, x, metric, labels.get(x, x), labels.get(metric, metric))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    import io
+    return _save(plt, fig, out)
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format=out.suffix.lstrip(".").lower() or "png", dpi=130)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+
+def rate_task_panels(documents: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> list[tuple[dict[str, Any], str]]:
+    """The (document, metric) pairs a rate-task figure shows.
+
+    Every metric of each file that varies with the rate and has a value somewhere: metrics
+    measured on the originals only (``reference``) and label-based metrics of an unlabeled
+    dataset are left out. ``metrics`` narrows the choice.
+    """
+    panels = []
+    for doc in documents:
+        for metric, meta in doc.get("metrics", {}).items():
+            if meta.get("reference") or (metrics and metric not in metrics):
+                continue
+            if any(_points(e, "bpp", metric) for e in doc.get("entries", [])):
+                panels.append((doc, metric))
+    if metrics:
+        missing = [m for m in metrics if all(m != p[1] for p in panels)]
+        if missing:
+            raise ConfigError(f"no values to plot for metric(s) {', '.join(missing)}; the results have: "
+                              f"{', '.join(m for d in documents for m in d.get('metrics', {}))}")
+    return panels
+
+
+def plot_rate_task(
+    results: dict[str, Any] | Sequence[dict[str, Any]],
+    out: str | Path,
+    metrics: Sequence[str] | None = None,
+    title: str | None = None,
+    columns: int = 3,
+) -> Path:
+    """Rate-task figure of one or more ``eval-task`` results files: one panel per (task, metric)."""
+    documents = [results] if isinstance(results, dict) else list(results)
+    panels = rate_task_panels(documents, metrics)
+    if not panels:
+        raise ConfigError("the results hold no rate-task points to plot")
+    plt = _pyplot()
+    names = list(dict.fromkeys(e.get("name", "?") for d in documents for e in d.get("entries", [])))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
+    columns = min(columns, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.0 * rows), squeeze=False)
+    for ax, (doc, metric) in zip(axes.flat, panels):
+        meta = doc["metrics"][metric]
+        arrow = "↑" if meta.get("higher_is_better", True) else "↓"
+        _draw(ax, doc["entries"], "bpp", metric, AXIS_LABELS["bpp"], f"{meta.get('label', metric)} {arrow}", colours)
+        task = doc.get("task", {})
+        ax.set_title(" ".join(str(task[k]) for k in ("name", "model") if task.get(k)), fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return _save(plt, fig, out)

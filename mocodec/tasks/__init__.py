@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mocodec.tasks import detection, vlm  # noqa: F401  (register the tasks)
+from mocodec.tasks import classification, detection, vlm  # noqa: F401  (register the tasks)
 from mocodec.tasks.base import Task
 from mocodec.tasks.registry import TASKS, register_task
 
