@@ -403,25 +403,6 @@ def iqa(args: argparse.Namespace) -> None:
     print(f"results: {out}")
 
 
-# --------------------------------------------------------------------------- export
-
-
-def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="training checkpoint (.ckpt) written by `mocodec train`")
-    p.add_argument("output", help="codec weights file to write (.pth), for `mocodec compress --checkpoint`")
-    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
-
-
-@command("export", "write a training checkpoint's codec (weights + CDF tables) for `compress --checkpoint`", _export_args)
-def export(args: argparse.Namespace) -> None:
-    from mocodec.files import check_writable
-    from mocodec.training import export_codec
-
-    out = check_writable(args.output, args.force)
-    record = export_codec(args.checkpoint, out)
-    print(f"{out}: {record['name']} quality {record['quality']} ({out.stat().st_size} bytes)")
-
-
 # --------------------------------------------------------------------------- eval-task / bd
 
 
