@@ -361,9 +361,8 @@ def run_sweep(
         raise ConfigError("the dataset holds no samples")
     if chunk_size < 1:
         raise ConfigError(f"chunk size must be >= 1, got {chunk_size}")
-    torch.set_grad_enabled(False)
     codecs = codecs if codecs is not None else load_codecs(curves)
-    where = results.doc["dataset"].get("root") or "the embedded photos"
+    where = results.doc["dataset"].get("root") or "its offline default set"
     for curve in curves:
         results.entry(curve, f"{curve.label}: {task.name} {json.dumps(task.identity(), sort_keys=True)} on {where} "
                              f"(mocodec eval-task, {platform.machine()}, torch {torch.__version__})")
