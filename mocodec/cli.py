@@ -508,9 +508,11 @@ def bd(args: argparse.Namespace) -> None:
 def list_names(args: argparse.Namespace) -> None:
     from mocodec.codecs import list_codecs
     from mocodec.losses import list_distortions
+    from mocodec.tasks import list_tasks
 
     print("codecs:      " + ", ".join(list_codecs()))
     print("distortions: " + ", ".join(list_distortions()))
+    print("tasks:       " + ", ".join(list_tasks()))
 
 
 # --------------------------------------------------------------------------- entry point

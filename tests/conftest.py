@@ -24,6 +24,7 @@ for key, value in {
     "YOLO_CONFIG_DIR": str(_TMP / "yolo"),
     "TORCH_HOME": str(_TMP / "torch"),  # an empty hub cache: pretrained loads must fail offline
     "HF_HOME": str(_TMP / "hf"),
+    "MOCODEC_CACHE": str(_TMP / "cache"),  # embedded-photo tiles etc.
 }.items():
     os.environ[key] = value
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
