@@ -8,12 +8,15 @@ Both loops draw crops from the same dataset and loader settings, use Adam (1e-4 
 1e-3 aux), clip the gradient norm at 1.0 and step the aux optimiser every step, so the
 ratio measures what mocodec and Lightning add (manual optimisation, the NaN/Inf guard,
 logging). Runs are interleaved (plain, mocodec, plain, ...) so background load hits both
-alike; the median of the timed windows (after warm-up steps) is reported.
+alike; the median of the timed windows (after warm-up steps) is reported, in wall-clock
+steps/s and in steps per CPU-second of this process (steadier on a shared machine, where
+waiting for a core is not counted). A first, untimed round warms the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -32,8 +35,19 @@ def loader(crop: int, batch: int):
     return DataLoader(EmbeddedPhotos("train", random_crop(crop), repeats=64), batch_size=batch, shuffle=True, collate_fn=collate_images)
 
 
-def plain_compressai(steps: int, warmup: int, crop: int, batch: int) -> float:
-    """CompressAI's examples/train.py loop, stripped to its core; seconds per step."""
+class Clock:
+    """Wall-clock and process CPU time of a window."""
+
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, steps: int) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) per step."""
+        return (time.perf_counter() - self.wall) / steps, (time.process_time() - self.cpu) / steps
+
+
+def plain_compressai(steps: int, warmup: int, crop: int, batch: int) -> tuple[float, float]:
+    """CompressAI's examples/train.py loop, stripped to its core; (wall, CPU) seconds per step."""
     from compressai.losses import RateDistortionLoss
     from compressai.zoo import bmshj2018_hyperprior
 
@@ -43,10 +57,10 @@ def plain_compressai(steps: int, warmup: int, crop: int, batch: int) -> float:
     aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     optimizer, aux_optimizer = torch.optim.Adam(main, lr=1e-4), torch.optim.Adam(aux, lr=1e-3)
     criterion = RateDistortionLoss(lmbda=0.0130)
-    start = None
+    clock = Clock()
     for i, batch_ in enumerate(loader(crop, batch)):
         if i == warmup:
-            start = time.perf_counter()
+            clock.start()
         if i == warmup + steps:
             break
         x = batch_["image"]
@@ -58,23 +72,25 @@ def plain_compressai(steps: int, warmup: int, crop: int, batch: int) -> float:
         optimizer.step()
         net.aux_loss().backward()
         aux_optimizer.step()
-    return (time.perf_counter() - start) / steps
+    return clock.stop(steps)
 
 
-def mocodec_lightning(steps: int, warmup: int, crop: int, batch: int) -> float:
-    """CodecModule + ImageDataModule under a Lightning Trainer, as `mocodec train` runs them; seconds per step."""
+def mocodec_lightning(steps: int, warmup: int, crop: int, batch: int) -> tuple[float, float]:
+    """CodecModule + ImageDataModule under a Lightning Trainer, as `mocodec train` runs them; (wall, CPU) seconds per step."""
     import pytorch_lightning as pl
 
     from mocodec.data.datamodule import ImageDataModule
     from mocodec.training import CodecModule
 
     class Window(pl.Callback):
+        clock = Clock()
+
         def on_train_batch_start(self, trainer, module, batch_, batch_idx):
             if batch_idx == warmup:
-                self.start = time.perf_counter()
+                self.clock.start()
 
         def on_train_end(self, trainer, module):
-            self.seconds = time.perf_counter() - self.start
+            self.per_step = self.clock.stop(steps)
 
     torch.manual_seed(0)
     module = CodecModule("bmshj2018-hyperprior", 3, lmbda=0.0130, distortions={"mse": 1.0}, clip_max_norm=1.0, log_images=0)
@@ -85,7 +101,7 @@ def mocodec_lightning(steps: int, warmup: int, crop: int, batch: int) -> float:
         enable_progress_bar=False, enable_model_summary=False, callbacks=[window], log_every_n_steps=10,
     )
     trainer.fit(module, datamodule=data)
-    return window.seconds / steps
+    return window.per_step
 
 
 def main() -> None:
@@ -103,15 +119,19 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 
     plain, ours = [], []
-    for _ in range(args.repeats):
-        plain.append(plain_compressai(args.steps, args.warmup, args.crop, args.batch))
-        ours.append(mocodec_lightning(args.steps, args.warmup, args.crop, args.batch))
-    p, o = statistics.median(plain), statistics.median(ours)
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {args.threads} threads, torch {torch.__version__}")
+    for run in range(args.repeats + 1):  # run 0 warms the process (allocator, oneDNN kernels) and is dropped
+        timings = plain_compressai(args.steps, args.warmup, args.crop, args.batch), mocodec_lightning(args.steps, args.warmup, args.crop, args.batch)
+        if run:
+            plain.append(timings[0])
+            ours.append(timings[1])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     print(f"bmshj2018-hyperprior q3, MSE, batch {args.batch} of {args.crop}x{args.crop} crops, {args.steps} timed steps x {args.repeats} runs")
-    print(f"plain CompressAI loop : {1 / p:.3f} steps/s  (runs: {', '.join(f'{1 / s:.3f}' for s in plain)})")
-    print(f"mocodec (Lightning)   : {1 / o:.3f} steps/s  (runs: {', '.join(f'{1 / s:.3f}' for s in ours)})")
-    print(f"ratio mocodec / plain : {p / o:.3f}  (target >= 0.9)")
+    for i, unit in enumerate(("steps/s (wall clock)", "steps per CPU-second")):
+        p, o = statistics.median(r[i] for r in plain), statistics.median(r[i] for r in ours)
+        print(f"{unit}:")
+        print(f"  plain CompressAI loop : {1 / p:.3f}  (runs: {', '.join(f'{1 / r[i]:.3f}' for r in plain)})")
+        print(f"  mocodec (Lightning)   : {1 / o:.3f}  (runs: {', '.join(f'{1 / r[i]:.3f}' for r in ours)})")
+        print(f"  ratio mocodec / plain : {p / o:.3f}  (target >= 0.9)")
 
 
 if __name__ == "__main__":

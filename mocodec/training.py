@@ -489,6 +489,8 @@ def run_cli(argv: Sequence[str]) -> MocodecCLI:
         with warnings.catch_warnings():
             # We always pass ``args``; Lightning warns about that whenever sys.argv is not empty.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            # Lightning's own use of a deprecated torch API: noise for a CLI user.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             return MocodecCLI(
                 CodecModule,
                 ImageDataModule,

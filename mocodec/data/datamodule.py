@@ -24,7 +24,7 @@ class ImageDataModule(pl.LightningDataModule):
         val: folder of validation images; ``None``: the embedded held-out photographs.
         crop_size: side of the random training crops.
         val_crop_size: side of the central validation crops; ``None``: whole images
-            (then ``val_batch_size`` must be 1 unless all images share one size).
+            (with ``val_batch_size`` 1).
         batch_size: training batch size (per device).
         val_batch_size: validation batch size (per device).
         num_workers: loader processes (0: load in the training process).
@@ -46,6 +46,8 @@ class ImageDataModule(pl.LightningDataModule):
         for name, value in (("crop_size", crop_size), ("batch_size", batch_size), ("val_batch_size", val_batch_size)):
             if value < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {value}")
+        if val_crop_size is None and val_batch_size != 1:
+            raise ConfigError("data.val_batch_size must be 1 when data.val_crop_size is null (whole images differ in size)")
         self.save_hyperparameters()
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

@@ -112,3 +112,11 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 def test_bad_sizes_are_refused():
     with pytest.raises(ConfigError, match=r"^data.batch_size must be >= 1, got 0$"):
         ImageDataModule(batch_size=0)
+    with pytest.raises(ConfigError, match=r"^data.val_batch_size must be 1 when data.val_crop_size is null \(whole images differ in size\)$"):
+        ImageDataModule(val_crop_size=None, val_batch_size=4)
+
+
+def test_whole_validation_images(embedded):
+    dm = ImageDataModule(val_crop_size=None, val_batch_size=1)
+    dm.setup("validate")
+    assert [tuple(dm.val_set[i].shape) for i in range(2)] == [(3, 512, 512), (3, 300, 451)]  # astronaut, chelsea

@@ -147,17 +147,16 @@ class Batches(torch.utils.data.Dataset):
         return {"image": self.images[i], "unreadable": 0}
 
 
-def fit_on(*images: torch.Tensor) -> CodecModule:
+def fit_on(*images: torch.Tensor, **kwargs) -> tuple[CodecModule, pl.Trainer]:
     pl.seed_everything(5)
-    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, lmbda=0.01, distortions={"mse": 1.0})
+    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, lmbda=0.01, distortions={"mse": 1.0}, **kwargs)
     loader = DataLoader(Batches(*images), batch_size=None)
     trainer = pl.Trainer(
         accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=loader)
-    module.global_steps_done = trainer.global_step
-    return module
+    return module, trainer
 
 
 def test_nan_guard_skips_a_poisoned_batch():
@@ -165,9 +164,34 @@ def test_nan_guard_skips_a_poisoned_batch():
     good = torch.rand(2, 3, 64, 64)
     poisoned = good.clone()
     poisoned[0, 0, 5, 5] = float("nan")
-    clean = fit_on(good)
-    guarded = fit_on(good, poisoned)
-    assert int(guarded.skipped_steps) == 1 and guarded.global_steps_done == clean.global_steps_done == 1
+    clean, clean_trainer = fit_on(good)
+    guarded, guarded_trainer = fit_on(good, poisoned)
+    assert int(guarded.skipped_steps) == 1 and guarded_trainer.global_step == clean_trainer.global_step == 1
     a, b = clean.state_dict(), guarded.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if k != "skipped_steps")  # the poisoned step changed nothing
     assert all(torch.isfinite(p).all() for p in guarded.parameters())
+
+
+def test_init_weights_starts_from_a_checkpoint(tmp_path):
+    from mocodec.codecs import codec_state, create_codec
+
+    torch.manual_seed(1)
+    source = create_codec("bmshj2018-hyperprior", quality=2, N=8, M=12)
+    path = tmp_path / "start.pth"
+    torch.save(codec_state(source, {"N": 8, "M": 12}), path)
+    module = CodecModule("bmshj2018-hyperprior", 2, init_weights=str(path))
+    assert module.codec.training and (module.codec.N, module.codec.M) == (8, 12)
+    assert all(torch.equal(a, b) for a, b in zip(module.codec.parameters(), source.parameters()))
+    assert module.codec_record() == {"name": "bmshj2018-hyperprior", "quality": 2, "kwargs": {"N": 8, "M": 12}}
+
+
+def test_python_api_checkpoints_hold_plain_hyperparameters(tmp_path):
+    import functools
+
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    module, trainer = fit_on(torch.rand(1, 3, 64, 64), optimizer=sgd, aux_optimizer=torch.optim.Adam)
+    assert isinstance(trainer.optimizers[0], torch.optim.SGD) and trainer.optimizers[0].param_groups[0]["lr"] == 0.1
+    trainer.save_checkpoint(tmp_path / "api.ckpt")
+    hparams = load_checkpoint(tmp_path / "api.ckpt")["hyper_parameters"]  # weights_only=True: no classes inside
+    assert hparams["optimizer"] == {"class_path": "torch.optim.sgd.SGD", "init_args": {"lr": 0.1}}
+    assert hparams["aux_optimizer"] == {"class_path": "torch.optim.adam.Adam"}
