@@ -501,6 +501,24 @@ def bd(args: argparse.Namespace) -> None:
     _print_bd(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True))
 
 
+# --------------------------------------------------------------------------- experiment
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="experiment recipe (YAML), e.g. configs/experiments/offline_small.yaml")
+    p.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
+
+
+@command("experiment", "train codecs on several distortion terms, judge them by tasks, report rate–task curves and BD-rates", _experiment_args)
+def experiment(args: argparse.Namespace) -> None:
+    from mocodec.experiment import load_recipe, run_experiment
+
+    recipe = load_recipe(args.config)
+    out = Path(args.out or Path("experiments") / recipe.name)
+    command_line = f"mocodec experiment --config {args.config}" + (f" --out {args.out}" if args.out else "")
+    run_experiment(recipe, out, progress=_progress, command=command_line)
+
+
 # --------------------------------------------------------------------------- list
 
 

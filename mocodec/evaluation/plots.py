@@ -143,3 +143,40 @@ def plot_rate_task(
     if title:
         fig.suptitle(title)
     return _save(plt, fig, out)
+
+
+def plot_intervals(
+    curves: Sequence[dict[str, Any]],
+    out: str | Path,
+    metrics: dict[str, str],
+    title: str | None = None,
+) -> Path:
+    """Averaged curves with interval bars (:func:`mocodec.evaluation.aggregate.analyse`): one panel per metric.
+
+    ``curves``: ``{"name", "kind", "points": [{"bpp": [mean, low, high], <metric>: [...]}]}``;
+    ``metrics``: metric -> axis label. Trained curves are solid, baselines (``kind``
+    ``baseline``) dashed; a missing interval end draws no bar.
+    """
+    plt = _pyplot()
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics.items()):
+        for i, curve in enumerate(curves):
+            pts = [p for p in curve["points"] if _number(p["bpp"][0]) and _number(p[metric][0])]
+            if not pts:
+                continue
+
+            def spread(key: str) -> list[list[float]]:  # distances from the mean to the interval ends
+                return [[p[key][0] - p[key][1] if _number(p[key][1]) else 0.0 for p in pts],
+                        [p[key][2] - p[key][0] if _number(p[key][2]) else 0.0 for p in pts]]
+
+            ax.errorbar([p["bpp"][0] for p in pts], [p[metric][0] for p in pts], xerr=spread("bpp"), yerr=spread(metric),
+                        marker="o", markersize=4, capsize=2, color=cycle[i % len(cycle)],
+                        linestyle="--" if curve.get("kind") == "baseline" else "-", label=curve["name"])
+        ax.set_xlabel(AXIS_LABELS["bpp"])
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(plt, fig, out)

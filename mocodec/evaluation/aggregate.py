@@ -1,0 +1,166 @@
+"""Rate–task curves averaged over training seeds, with bootstrap intervals over images *and* seeds.
+
+A *method* (a distortion term trained on a codec) is trained once per seed, and each seed
+gives a curve over the same rate points (λ values) on the same images. From an
+``eval-task`` results document (:mod:`mocodec.evaluation.sweep`) this module builds, for
+each method, the array ``values[metric][seed, point, image]`` and
+
+- the **curve**: at each point, the mean over seeds and images of the rate (file bpp) and of
+  every metric;
+- its **intervals**: percentile bootstrap, each resample drawing images with replacement
+  (the *same* images for every method: comparisons are paired) and, per method, seeds
+  with replacement, so both the choice of images and the training noise show;
+- **BD-rate / BD-metric** of every curve against the anchor's (:func:`mocodec.evaluation.bd.compare`),
+  on the full data and on every resample, so each delta has an interval too. When the
+  BD-rate interval holds 0 the difference is *inside the noise*.
+
+A metric's per-image value is ``task.summarize([record])[metric]``: exact for metrics that
+are means over images (classification's agreement, KL, top-5 overlap); for dataset-level
+metrics (e.g. mAP) the curve is then the mean of per-image values. Classic baselines (JPEG,
+WebP) are methods with a single "seed".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from mocodec.errors import ConfigError
+from mocodec.evaluation.bd import RateCurve, compare
+from mocodec.tasks.base import Task
+
+RATE = "bpp"
+
+
+@dataclass
+class MethodData:
+    """One method's per-image values: ``values[metric]`` is seeds x points x images."""
+
+    name: str
+    kind: str  # "trained" or "baseline"
+    points: list[str]
+    values: dict[str, np.ndarray]
+
+    @property
+    def seeds(self) -> int:
+        return next(iter(self.values.values())).shape[0]
+
+
+def method_data(doc: Mapping[str, Any], task: Task, groups: Mapping[str, str], metrics: Sequence[str]) -> tuple[list[MethodData], list[str]]:
+    """Every method of a results document (entries grouped by ``groups``: entry name -> method), and the image ids.
+
+    Entries not in ``groups`` are baselines, one method each. Only images that every entry
+    has at every point take part, so comparisons stay paired.
+    """
+    members: dict[str, list[dict[str, Any]]] = {}
+    for entry in doc["entries"]:
+        members.setdefault(groups.get(entry["name"], entry["name"]), []).append(entry)
+    ids = None
+    for entry in doc["entries"]:
+        for point in entry["points"]:
+            have = {r["id"] for r in entry["per_image"] if r["point"] == point}
+            ids = have if ids is None else ids & have
+    ids = sorted(ids or ())
+    column = {image: i for i, image in enumerate(ids)}
+    methods = []
+    for name, entries in members.items():
+        points = list(entries[0]["points"])
+        values = {m: np.full((len(entries), len(points), len(ids)), np.nan) for m in (RATE, *metrics)}
+        for s, entry in enumerate(entries):
+            row = {p: i for i, p in enumerate(points)}
+            for record in entry["per_image"]:
+                if record["id"] not in column or record["point"] not in row:
+                    continue
+                at = (s, row[record["point"]], column[record["id"]])
+                values[RATE][at] = record[RATE]
+                summary = task.summarize([record])
+                for m in metrics:
+                    values[m][at] = _float(summary.get(m))
+        methods.append(MethodData(name, "trained" if name in groups.values() else "baseline", points, values))
+    return methods, ids
+
+
+def _float(value: Any) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _means(method: MethodData, seeds: np.ndarray | None = None, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Rate and every metric per point, averaged over the chosen seeds and images (all by default)."""
+    out = {}
+    for key, v in method.values.items():
+        v = v if seeds is None else v[seeds]
+        out[key] = (v if images is None else v[:, :, images]).mean(axis=(0, 2))
+    return out
+
+
+def _bd(anchor: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], metric: str, higher_is_better: bool, names=("anchor", "test")):
+    curves = [RateCurve(name, tuple(c[RATE]), tuple(c[metric])) for name, c in zip(names, (anchor, test))]
+    return compare(*curves, higher_is_better=higher_is_better)
+
+
+def _interval(samples: Sequence[float], coverage: float) -> list[float]:
+    finite = np.asarray([s for s in samples if math.isfinite(s)])
+    if finite.size < max(2, len(samples) // 2):  # most resamples could not be compared: no honest interval
+        return [math.nan, math.nan]
+    tail = (1 - coverage) / 2 * 100
+    return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
+
+
+def verdict(low: float, high: float, anchor: str, lower_is_gain: bool = True) -> str:
+    """Plain words for an interval of a delta against ``anchor`` (BD-rate: lower is a gain)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not computable"
+    if low <= 0 <= high:
+        return "inside the noise"
+    gain = high < 0 if lower_is_gain else low > 0
+    return f"better than {anchor}" if gain else f"worse than {anchor}"
+
+
+def analyse(methods: Sequence[MethodData], metrics: Mapping[str, bool], anchor: str, resamples: int = 1000,
+            coverage: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Curves with intervals and BD rows against ``anchor`` (see the module docstring).
+
+    ``metrics``: metric -> higher_is_better. Returns ``{"curves": [...], "bd": [...]}`` where a
+    point is ``{"point", "bpp": [mean, low, high], <metric>: [mean, low, high]}`` and a BD row
+    is ``{"curve", "metric", "bd_rate": [est, low, high], "bd_metric": [...], "points", "note", "verdict"}``.
+    """
+    if anchor not in [m.name for m in methods]:
+        raise ConfigError(f"anchor '{anchor}' is not among the curves: {', '.join(m.name for m in methods)}")
+    num_images = next(iter(methods[0].values.values())).shape[2]
+    rng = np.random.default_rng(seed)
+    draws = []  # per resample: images, and per method its seeds
+    for _ in range(resamples):
+        images = rng.integers(num_images, size=num_images)
+        draws.append((images, {m.name: rng.integers(m.seeds, size=m.seeds) for m in methods}))
+    full = {m.name: _means(m) for m in methods}
+    boot = {m.name: [_means(m, seeds[m.name], images) for images, seeds in draws] for m in methods}
+    curves = []
+    for m in methods:
+        points = []
+        for j, point in enumerate(m.points):
+            row: dict[str, Any] = {"point": point}
+            for key in (RATE, *metrics):
+                row[key] = [float(full[m.name][key][j]), *_interval([b[key][j] for b in boot[m.name]], coverage)]
+            points.append(row)
+        curves.append({"name": m.name, "kind": m.kind, "seeds": m.seeds, "points": sorted(points, key=lambda p: p[RATE][0])})
+    rows = []
+    for metric, higher in metrics.items():
+        for m in methods:
+            if m.name == anchor:
+                continue
+            est = _bd(full[anchor], full[m.name], metric, higher, (anchor, m.name))
+            samples = [_bd(a, t, metric, higher) for a, t in zip(boot[anchor], boot[m.name])]
+            bd_rate = [est.bd_rate, *_interval([b.bd_rate for b in samples], coverage)]
+            bd_metric = [est.bd_metric, *_interval([b.bd_metric for b in samples], coverage)]
+            rows.append({
+                "curve": m.name, "metric": metric, "higher_is_better": higher, "points": est.points, "note": est.note,
+                "bd_rate": bd_rate, "bd_metric": bd_metric,
+                "verdict": verdict(bd_rate[1], bd_rate[2], anchor) if math.isfinite(est.bd_rate) else "not computable",
+            })
+    return {"curves": curves, "bd": rows}
+
+
+__all__ = ["MethodData", "method_data", "analyse", "verdict"]
