@@ -113,6 +113,25 @@ def _eval_rd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, help="RD plot to write (.png/.pdf)")
     p.add_argument("--compare", nargs="*", default=[], help="other results JSON files to draw beside")
     p.add_argument("--force", action="store_true", help="overwrite --out/--plot if they exist")
+    _scale_out_args(p)
+
+
+def _scale_out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=1, help="split the images across this many processes and merge their results")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`")
+
+
+def _split_run(args: argparse.Namespace):
+    """Whether ``args`` ask for a split run: (this run's --shard or None, True when processes are launched/joined)."""
+    from mocodec.errors import ConfigError
+    from mocodec.evaluation.distributed import Shard
+
+    shard = Shard.parse(args.shard) if args.shard else None
+    launched = args.devices > 1 or Shard.from_environment() is not None
+    if shard is not None and launched:
+        raise ConfigError("--shard runs one shard in this process; drop --devices (and torchrun), or drop --shard")
+    return shard, launched
 
 
 @command("eval-rd", "rate-distortion (file bpp, PSNR, MS-SSIM, times) of a codec over qualities", _eval_rd_args)
@@ -130,8 +149,20 @@ def eval_rd(args: argparse.Namespace) -> None:
         spec = CodecSpec(args.codec, checkpoint=args.checkpoint, label=f"{args.codec}:{Path(args.checkpoint).stem}")
     else:
         spec = CodecSpec(args.codec, pretrained=args.pretrained, label=args.codec)
-    results = run(spec, parse_qualities(args.qualities), args.dataset, progress=_progress)
-    write_results(out, results)
+    shard, launched = _split_run(args)
+    if launched:
+        import functools
+
+        from mocodec.evaluation.distributed import run_sharded
+        from mocodec.evaluation.rd import eval_rd_shard
+
+        results = run_sharded(functools.partial(eval_rd_shard, spec, parse_qualities(args.qualities), args.dataset, progress=_progress),
+                              out, args.devices)
+        if results is None:  # a torchrun rank other than 0: rank 0 reports
+            return
+    else:
+        results = run(spec, parse_qualities(args.qualities), args.dataset, progress=_progress, shard=shard)
+        write_results(out, results)
     _print_table(results, ("quality", "bpp", "bpp-estimated", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time"))
     for path, why in results.get("skipped", []):
         print(f"skipped {path}: {why}", file=sys.stderr)
@@ -442,6 +473,7 @@ def _eval_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bd-metric", default="agreement", help="metric of the BD table (default: agreement)")
     p.add_argument("--bd-method", default="pchip", help="BD interpolation: pchip, akima or cubic")
     p.add_argument("--chunk-size", type=int, default=16, help="images read and judged together")
+    _scale_out_args(p)
     p.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
 
 
@@ -459,9 +491,22 @@ def eval_task(args: argparse.Namespace) -> None:
     resuming = Path(args.out).is_file() and not args.force  # an unrelated file is refused by evaluate_task
     plot = check_writable(args.plot, args.force or resuming) if args.plot else None
     task = create_task_from_options(args.task, options)
-    results = evaluate_task(task, curves, args.out, args.dataset, _key_values(args.dataset_option, "--dataset-option"),
-                            force=args.force, chunk_size=args.chunk_size, progress=_progress)
-    doc = results.doc
+    dataset_options = _key_values(args.dataset_option, "--dataset-option")
+    shard, launched = _split_run(args)
+    if launched:
+        import functools
+
+        from mocodec.evaluation.distributed import run_sharded
+        from mocodec.evaluation.sweep import evaluate_task_shard
+
+        make_task = functools.partial(create_task_from_options, args.task, options)  # each process builds its own judge
+        doc = run_sharded(functools.partial(evaluate_task_shard, make_task, curves, args.out, args.dataset, dataset_options, args.force,
+                                            chunk_size=args.chunk_size, progress=_progress), args.out, args.devices)
+        if doc is None:  # a torchrun rank other than 0: rank 0 reports
+            return
+    else:
+        doc = evaluate_task(task, curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard,
+                            chunk_size=args.chunk_size, progress=_progress).doc
     shown = [m for m in doc["metrics"] if any(v is not None for e in doc["entries"] for v in e["results"].get(m, []))]
     for entry in doc["entries"]:
         print(f"== {entry['name']}")
@@ -499,6 +544,28 @@ def bd(args: argparse.Namespace) -> None:
 
     entries, higher = load_curves(args.results, args.metric)
     _print_bd(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True))
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="results file to write")
+    p.add_argument("inputs", nargs="+", help="results files of disjoint images: the shards of a --shard I/N run")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+
+@command("merge", "merge eval-task / eval-rd results of disjoint images (the files of --shard runs) into one file", _merge_args)
+def merge(args: argparse.Namespace) -> None:
+    from mocodec.evaluation.distributed import merge_files
+    from mocodec.evaluation.results import write_results
+    from mocodec.files import check_writable
+
+    out = check_writable(args.out, args.force)
+    merged = merge_files(args.inputs)
+    write_results(out, merged)
+    entries = merged.get("entries", [merged])
+    print(f"{out}: {sum(len(e['per_image']) for e in entries)} per-image records of {len(entries)} curve(s) from {len(args.inputs)} files")
 
 
 # --------------------------------------------------------------------------- experiment

@@ -44,6 +44,7 @@ import os
 import random
 import subprocess
 import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -53,6 +54,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, LRSchedulerCallable, OptimizerCallable, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from compressai.entropy_models import EntropyModel
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -78,6 +80,30 @@ def split_parameters(codec: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
         if param.requires_grad:
             (aux if name.endswith("quantiles") else main).append(param)
     return main, aux
+
+
+def _forward_in_fp32(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """An entropy model's own forward, in float32 whatever autocast region it is called from."""
+    def up(v: Any) -> Any:
+        return v.float() if isinstance(v, Tensor) and v.is_floating_point() else v
+
+    device_type = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+    with torch.autocast(device_type, enabled=False):
+        return type(self).forward(self, *map(up, args), **{k: up(v) for k, v in kwargs.items()})
+
+
+def entropy_models_in_fp32(codec: nn.Module) -> nn.Module:
+    """Run ``codec``'s entropy models (likelihoods, quantisation) in float32 under mixed precision.
+
+    A likelihood is a difference of two CDF values, ``c(y + 1/2) - c(y - 1/2)``: in bfloat16
+    (8 mantissa bits) it cancels for likely symbols and underflows for unlikely ones, so the
+    rate term would train on rounding noise; the transforms around them stay in bf16. The
+    forward is bound per instance, so state dicts are unchanged and deep copies keep it.
+    """
+    for module in codec.modules():
+        if isinstance(module, EntropyModel):
+            module.forward = types.MethodType(_forward_in_fp32, module)
+    return codec
 
 
 @torch.no_grad()
@@ -169,8 +195,12 @@ def code_version() -> str:
 class CodecModule(pl.LightningModule):
     """A registry codec trained on ``bpp + λ · Σ_i w_i · d_i`` (see the module docstring).
 
-    Under DDP use ``strategy: ddp_find_unused_parameters_true``: the quantiles take no
-    part in the forward pass (only in the aux loss), as in any CompressAI model.
+    DDP (``strategy: ddp``, any devices/nodes) needs nothing special: the rate-distortion
+    and auxiliary losses are backpropagated as one sum (they reach disjoint parameters),
+    so every parameter has a gradient each step and the quantiles are averaged across
+    ranks like the rest. The aux loss is a sum over channels of a function of the
+    quantiles alone: it does not grow with the batch or the world size. Under
+    ``bf16-mixed`` the entropy models run in float32 (:func:`entropy_models_in_fp32`).
 
     Args:
         codec: codec registry name (``mocodec list``), e.g. ``bmshj2018-hyperprior``.
@@ -212,7 +242,7 @@ class CodecModule(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.codec_kwargs = dict(codec_kwargs or {})
-        self.codec = self._build_codec(codec, quality, init_weights)
+        self.codec = entropy_models_in_fp32(self._build_codec(codec, quality, init_weights))
         self.loss = RateDistortionLoss(lmbda, distortions, balance_warmup, balance_momentum)
         self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-4)
         self.aux_optimizer_factory = aux_optimizer or functools.partial(torch.optim.Adam, lr=1e-3)
@@ -260,25 +290,29 @@ class CodecModule(pl.LightningModule):
         optimizer, aux_optimizer = self.optimizers()
         x = batch["image"]
         n = x.shape[0]
-        self.log("train/unreadable_images", float(batch["unreadable"]), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+        self.log("train/unreadable_images", float(batch["unreadable"]), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1, sync_dist=True)
         terms = self.loss(self.codec(x), x) if n else None
         if not self._agreed(terms is not None and bool(torch.isfinite(terms["loss"]))):
             return self._skip_step()
+        # aux_loss() detaches all but the quantiles, which the rate-distortion loss never
+        # reaches: one backward of the sum gives each optimiser exactly its own gradients,
+        # and gives DDP a gradient for every parameter (no unused-parameter search).
+        aux_loss = self.codec.aux_loss()
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
+        aux_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"] + aux_loss)
         main, aux = split_parameters(self.codec)
         # (precision 32/bf16; 16-mixed's GradScaler skips inf steps on its own)
         grad_norm = torch.nn.utils.clip_grad_norm_(main, self.clip_max_norm or math.inf)
         if not self._agreed(bool(torch.isfinite(grad_norm))):
             optimizer.zero_grad(set_to_none=True)
+            aux_optimizer.zero_grad(set_to_none=True)
             return self._skip_step()
         optimizer.step()
         # Lightning counts every LightningOptimizer.step as a global step in manual
         # optimisation; stepping the aux optimiser directly keeps global_step = main steps.
-        aux_loss = self.codec.aux_loss()
-        aux_optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(aux_loss):
-            self.manual_backward(aux_loss)
+        # Quantile gradients are averaged across ranks, so every rank takes the same decision.
+        if all(bool(torch.isfinite(p.grad).all()) for p in aux if p.grad is not None):
             aux_optimizer.optimizer.step()
         logs = {f"train/{k}": v.detach() for k, v in terms.items()}
         logs.update({"train/aux_loss": aux_loss.detach(), "train/grad_norm": grad_norm, "train/lr": optimizer.param_groups[0]["lr"]})
@@ -346,6 +380,8 @@ class CodecModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CODEC_KEY] = self.codec_record()
+        if self._trainer is not None and not self.trainer.is_global_zero:
+            return  # only rank 0 writes checkpoints; parameters are equal on every rank, so would its tables be
         state = checkpoint["state_dict"]
         training_values = {}
         for key, value in coding_ready_state(self.codec).items():

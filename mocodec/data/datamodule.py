@@ -3,7 +3,10 @@
 Random crops for training, centre crops for validation, from image folders or, by
 default, from the embedded photographs (training photographs for training, held-out
 ones for validation: no download, works offline). Loaders are plain shuffled /
-sequential ``DataLoader``s so Lightning can swap in a ``DistributedSampler`` under DDP.
+sequential ``DataLoader``s. Under DDP, Lightning gives the training loader a seeded
+``DistributedSampler`` (each sample once per epoch; up to world-1 repeats keep ranks in
+step); validation gets an *unrepeated* one, so every image is scored exactly once and the
+ranks' synced means equal a single process's.
 """
 
 from __future__ import annotations
@@ -70,7 +73,13 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        sampler = None
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:  # Lightning's own sampler would pad ranks with repeats
+            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
         return DataLoader(
-            self.val_set, batch_size=self.hparams.val_batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+            self.val_set, batch_size=self.hparams.val_batch_size, shuffle=False, sampler=sampler, num_workers=self.hparams.num_workers,
             collate_fn=collate_images, pin_memory=torch.cuda.is_available(),
         )

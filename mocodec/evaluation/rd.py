@@ -1,10 +1,15 @@
-"""``eval-rd``: rate-distortion of one codec over qualities on an image folder."""
+"""``eval-rd``: rate-distortion of one codec over qualities on an image folder.
+
+Per-image records are keyed by (quality, image path relative to the dataset folder)
+and sorted by that key, so a run split into shards (:mod:`mocodec.evaluation.distributed`)
+merges into the very file a single process writes.
+"""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
@@ -15,16 +20,27 @@ from mocodec.evaluation.results import summarise
 from mocodec.losses.msssim import msssim, window_for
 from mocodec.losses.mse import psnr
 
+if TYPE_CHECKING:
+    from mocodec.evaluation.distributed import Shard
+
 RD_METRICS = ("bpp", "bpp-estimated", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time")
 
 
-def image_record(path: Path, quality: int, x: torch.Tensor, coded) -> dict[str, Any]:
-    """Per-image figures; PSNR/MS-SSIM on the decoded image as an 8-bit PNG would hold it."""
+def merge_key(record: dict[str, Any]) -> tuple[int, str]:
+    """What identifies a per-image record, and orders the records of a results file."""
+    return record["quality"], record["image"]
+
+
+def image_record(path: Path, quality: int, x: torch.Tensor, coded, root: Path | None = None) -> dict[str, Any]:
+    """Per-image figures; PSNR/MS-SSIM on the decoded image as an 8-bit PNG would hold it.
+
+    ``image`` is the path relative to ``root`` (the dataset folder), or the file name.
+    """
     x_hat = quantize_8bit(coded.x_hat).unsqueeze(0)
     ref = x.unsqueeze(0)
     h, w = x.shape[-2:]
     return {
-        "image": path.name,
+        "image": path.relative_to(root).as_posix() if root is not None else path.name,
         "quality": quality,
         "bytes": coded.num_bytes,
         "bpp": coded.bpp,
@@ -42,11 +58,18 @@ def eval_rd(
     qualities: Iterable[int],
     dataset: str | Path,
     progress: Callable[[Iterable, int, str], Iterable] | None = None,
+    shard: "Shard | None" = None,
 ) -> dict[str, Any]:
-    """Encode and decode every image of ``dataset`` at each quality; CompressAI-schema results."""
-    paths = list_images(dataset)
+    """Encode and decode every image of ``dataset`` (or of its ``shard``) at each quality; CompressAI-schema results.
+
+    A shard's results carry ``"shard": {"index", "count"}`` for ``mocodec merge``.
+    """
+    root = Path(dataset)
+    paths = list_images(root)
     if not paths:
         raise ConfigError(f"dataset folder {dataset} holds no images (.png/.jpg/.webp/...)")
+    if shard is not None:
+        paths = shard.select(paths, key=lambda p: p.relative_to(root).as_posix())
     torch.set_grad_enabled(False)
     records: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
@@ -56,7 +79,24 @@ def eval_rd(
         if progress is not None:
             items = progress(items, len(paths), f"{spec.label} q{quality}")
         for path, x, info in items:
-            records.append(image_record(path, quality, x, code_image(codec, x, info)))
-    description = f"mocodec eval-rd of {spec.label} on {Path(dataset).name} ({platform.machine()}, torch {torch.__version__})"
-    return summarise(spec.label, description, records, RD_METRICS,
-                     {"skipped": sorted(set(skipped))})
+            records.append(image_record(path, quality, x, code_image(codec, x, info), root))
+    records.sort(key=merge_key)
+    description = f"mocodec eval-rd of {spec.label} on {root.name} ({platform.machine()}, torch {torch.__version__})"
+    extra: dict[str, Any] = {"skipped": sorted(set(skipped))}
+    if shard is not None:
+        extra["shard"] = shard.as_dict()
+    return summarise(spec.label, description, records, RD_METRICS, extra)
+
+
+def eval_rd_shard(
+    spec: CodecSpec,
+    qualities: Iterable[int],
+    dataset: str | Path,
+    shard: "Shard",
+    out: str | Path,
+    progress: Callable[[Iterable, int, str], Iterable] | None = None,
+) -> None:
+    """One shard of a split ``eval-rd`` run, written to ``out`` (a job of ``run_sharded``; progress on shard 0 only)."""
+    from mocodec.evaluation.results import write_results
+
+    write_results(out, eval_rd(spec, list(qualities), dataset, progress if shard.index == 0 else None, shard))

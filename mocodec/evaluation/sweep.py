@@ -75,6 +75,7 @@ from torch import Tensor, nn
 from mocodec.data.io import ImageInfo, read_image
 from mocodec.errors import ConfigError, ImageReadError, OutputExistsError
 from mocodec.evaluation.coding import CodecSpec, code_image, parse_qualities, quantize_8bit
+from mocodec.evaluation.distributed import SHARD_KEY, Shard, restrict
 from mocodec.evaluation.results import mean, write_results
 from mocodec.tasks.base import Sample, Task
 
@@ -401,20 +402,49 @@ def evaluate_task(
     dataset: str | Path | None = None,
     dataset_options: dict[str, Any] | None = None,
     force: bool = False,
+    shard: Shard | None = None,
+    resume_from: str | Path | None = None,
     **kwargs: Any,
 ) -> SweepResults:
-    """The whole ``eval-task`` run: samples, codecs, resume-or-new results, the loop; returns the results."""
+    """The whole ``eval-task`` run: samples, codecs, resume-or-new results, the loop; returns the results.
+
+    With ``shard`` only that shard's samples are judged and the file records the shard
+    (``mocodec merge`` joins the shards); a new shard file starts from the records of its
+    samples in ``resume_from`` (the merged file of an earlier, interrupted split run).
+    """
     options = dict(dataset_options or {})
     check_options(task.dataset, options, f"the {task.name} dataset")
     samples = task.dataset(dataset, **options)
     codecs = load_codecs(curves)
     root = str(Path(dataset).resolve()) if dataset is not None else None  # the same folder from any working directory
-    info = {"root": root, "options": options, "num_samples": len(samples)}
-    results = SweepResults.open(out, task, info, force)
+    info = {"root": root, "options": options, "num_samples": len(samples)}  # of the whole dataset, shard or not
+    if shard is not None:
+        samples = shard.select(samples, key=lambda s: s.id)
+    if shard is not None and resume_from is not None and not force and not Path(out).exists() and Path(resume_from).is_file():
+        results = SweepResults(restrict(SweepResults.open(resume_from, task, info).doc, {s.id for s in samples}))
+    else:
+        results = SweepResults.open(out, task, info, force)
+    wanted = shard.as_dict() if shard is not None else None
+    if results.num_records() and results.doc.get(SHARD_KEY) != wanted:
+        held = results.doc.get(SHARD_KEY)
+        raise OutputExistsError(
+            f"{out} holds the results of {'shard {index}/{count}'.format(**held) if held else 'a whole dataset'}, "
+            f"not {shard or 'the whole dataset'}; pass --force to overwrite it, or choose another --out"
+        )
+    if wanted is not None:
+        results.doc[SHARD_KEY] = wanted
     return run_sweep(task, samples, curves, results, out, codecs=codecs, **kwargs)
+
+
+def evaluate_task_shard(make_task: Callable[[], Task], curves: Sequence[Curve], out: str | Path, dataset: str | Path | None,
+                        dataset_options: dict[str, Any] | None, force: bool, shard: Shard, part: Path,
+                        progress: Progress | None = None, **kwargs: Any) -> None:
+    """One shard of a split ``eval-task`` run (a job of ``run_sharded``): results in ``part``, progress on shard 0."""
+    evaluate_task(make_task(), curves, part, dataset, dataset_options, force, shard=shard, resume_from=out,
+                  progress=progress if shard.index == 0 else None, **kwargs)
 
 
 __all__ = [
     "Curve", "RatePoint", "SweepResults", "DEFAULT_QUALITIES", "plan_curves", "load_codecs", "check_options",
-    "create_task_from_options", "run_sweep", "evaluate_task", "judge_chunk", "point_identity",
+    "create_task_from_options", "run_sweep", "evaluate_task", "evaluate_task_shard", "judge_chunk", "point_identity",
 ]
