@@ -31,6 +31,10 @@ Chunking decides which images share a batch; batched inference may change the la
 float bits of a record, so a task run with batch size 1 gives bit-identical records
 however the images are chunked or sharded.
 
+**Shards.** ``evaluate_task(shard=Shard(I, N))`` judges every N-th sample only and
+marks the file as shard I/N; :mod:`mocodec.evaluation.distributed` runs the shards in
+processes (``--devices``, ``torchrun``) and merges them into the single-process file.
+
 **Results file** (JSON; each entry is a CompressAI results dict, so its curves plot
 beside CompressAI's published ones)::
 
