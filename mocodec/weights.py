@@ -127,6 +127,9 @@ def ultralytics_weights_file(name: str) -> Path:
     Looked for in the current folder, then in ultralytics' weights folder (``yolo settings``),
     else downloaded there once by ultralytics; offline: a WeightsError naming the file and the folder.
     """
+    from mocodec.tasks.detectors import import_ultralytics
+
+    import_ultralytics()  # undoes its Image.open patch before anything else runs
     from ultralytics.utils import SETTINGS
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 

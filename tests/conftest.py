@@ -63,3 +63,9 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def session_cli():
+    """``run_cli`` for module- and session-scoped fixtures."""
+    return run_cli

@@ -70,7 +70,6 @@ def eval_rd(
         raise ConfigError(f"dataset folder {dataset} holds no images (.png/.jpg/.webp/...)")
     if shard is not None:
         paths = shard.select(paths, key=lambda p: p.relative_to(root).as_posix())
-    torch.set_grad_enabled(False)
     records: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     for quality in qualities:
@@ -79,7 +78,8 @@ def eval_rd(
         if progress is not None:
             items = progress(items, len(paths), f"{spec.label} q{quality}")
         for path, x, info in items:
-            records.append(image_record(path, quality, x, code_image(codec, x, info), root))
+            with torch.no_grad():
+                records.append(image_record(path, quality, x, code_image(codec, x, info), root))
     records.sort(key=merge_key)
     description = f"mocodec eval-rd of {spec.label} on {root.name} ({platform.machine()}, torch {torch.__version__})"
     extra: dict[str, Any] = {"skipped": sorted(set(skipped))}

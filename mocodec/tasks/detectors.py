@@ -60,8 +60,25 @@ def weights_id(weights: str | Path | None, pretrained: bool) -> str:
     return file_digest(weights).hex() if weights else ("pretrained" if pretrained else "random")
 
 
+def import_ultralytics():
+    """Import ultralytics and undo its replacement of ``PIL.Image.open``.
+
+    On import, ultralytics swaps ``PIL.Image.open`` for a wrapper that, on any file Pillow
+    cannot identify, tries to install and import ``pi-heif``: everywhere in the process a
+    broken image then raises ModuleNotFoundError (or triggers a pip install) instead of
+    ``UnidentifiedImageError``. mocodec reads images itself, so Pillow's own function is put back.
+    """
+    import ultralytics
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    Image.open = patches._image_open
+    return ultralytics
+
+
 def coco80_names() -> tuple[str, ...]:
     """COCO's 80 detection classes in the order YOLO models index them (ultralytics' coco.yaml)."""
+    import_ultralytics()
     from ultralytics.utils import ROOT, YAML
 
     names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
@@ -82,9 +99,9 @@ class UltralyticsDetector:
         imgsz: int = 640,
         device: str | None = None,
     ) -> None:
-        from ultralytics import YOLO
-
         from mocodec.weights import ultralytics_weights_file
+
+        YOLO = import_ultralytics().YOLO
 
         architecture_only = model.endswith((".yaml", ".yml"))
         self.model_name, self.weights, self.pretrained = model, weights, pretrained and not architecture_only

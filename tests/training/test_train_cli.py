@@ -32,12 +32,10 @@ def last_line(stderr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(tmp_path_factory, session_cli) -> Path:
     """One epoch of tiny_cpu.yaml with the default loggers (W&B offline + CSV)."""
-    from conftest import run_cli  # the `cli` fixture's runner (that fixture is per test)
-
     run = tmp_path_factory.mktemp("train") / "run"
-    done = run_cli("train", "fit", "--config", TINY_CPU, *SMALL, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(run))
+    done = session_cli("train", "fit", "--config", TINY_CPU, *SMALL, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(run))
     assert done.returncode == 0, done.stderr[-2000:]
     return run
 
