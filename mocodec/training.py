@@ -54,6 +54,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, LRSchedulerCallable, OptimizerCallable, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from compressai.entropy_models import EntropyModel
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -455,6 +456,22 @@ def default_loggers(run_dir: Path, wandb_id: str | None) -> list:
     return [wandb_logger, csv]
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it into place.
+
+    Lightning writes checkpoints in place, so a run killed mid-write (SIGKILL, OOM, a
+    pre-empted node) can leave a truncated ``last.ckpt`` that cannot resume. With a rename,
+    the file is always either the previous complete checkpoint or the new complete one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        from mocodec.files import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
 def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
     """Where ``mocodec train`` writes the checkpoints of the run in ``run_dir``."""
     return Path(run_dir or ".") / "checkpoints"
@@ -475,6 +492,16 @@ class MocodecCLI(LightningCLI):
             "checkpoint.save_on_train_epoch_end": False,
         })
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(checkpoint_dir(root)))
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI torch.loads --ckpt_path itself to read its hyper-parameters; check the
+        # file first, so a damaged or code-carrying checkpoint is one clear line, not a traceback.
+        from mocodec.weights import load_checkpoint
+
+        ckpt = self.config.get(self.config.get("subcommand") or "", {}).get("ckpt_path")
+        if ckpt and Path(ckpt).is_file():
+            load_checkpoint(ckpt)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """Read the checkpoint to resume (if any): its codec record, and its W&B run id for the logger."""
@@ -508,6 +535,8 @@ class MocodecCLI(LightningCLI):
         trainer = self._get(self.config_init, "trainer", {})
         if trainer.get("logger") is None:
             kwargs["logger"] = default_loggers(Path(trainer.get("default_root_dir") or "."), self.resume_wandb_id)
+        if not trainer.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
 
