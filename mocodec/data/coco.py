@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mocodec.data.io import image_present
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample
 
@@ -93,11 +94,7 @@ def coco_samples(
     samples = []
     for image in sorted(data["images"], key=lambda im: im["id"]):
         path = images / image["file_name"]
-        if not path.is_file():
-            reason = f"listed in {annotations.name} but absent"
-            if missing is None:
-                raise ConfigError(f"image {path} is {reason}; place it there")
-            missing.append((str(path), reason))
+        if not image_present(path, f"listed in {annotations.name} but absent", missing):
             continue
         samples.append(Sample(str(image["id"]), path, tuple(boxes.get(image["id"], ()))))
     return samples

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mocodec.errors import ImageReadError
+from mocodec.errors import ConfigError, ImageReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif")
 DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -152,3 +152,17 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ImageReadError(f"dataset folder {root} does not exist or is not a directory")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def image_present(path: Path, reason: str, missing: list[tuple[str, str]] | None) -> bool:
+    """Whether a dataset's listed image exists; if not, record it in ``missing`` or, without a list, raise.
+
+    Dataset loaders share this rule: an image that the annotations name but the folder lacks is
+    skipped and counted (``missing`` given), or is a one-line error (``missing=None``).
+    """
+    if path.is_file():
+        return True
+    if missing is None:
+        raise ConfigError(f"image {path} is {reason}; place it there")
+    missing.append((str(path), reason))
+    return False

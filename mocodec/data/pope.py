@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mocodec.data.io import image_present
 from mocodec.data.questions import Question
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample
@@ -92,11 +93,7 @@ def pope_samples(questions_file: str | Path, images: str | Path, missing: list[t
     samples = []
     for name, questions in per_image.items():
         path = images / name
-        if not path.is_file():
-            reason = f"asked about in {questions_file.name} but absent"
-            if missing is None:
-                raise ConfigError(f"image {path} is {reason}; place it there")
-            missing.append((str(path), reason))
+        if not image_present(path, f"asked about in {questions_file.name} but absent", missing):
             continue
         samples.append(Sample(Path(name).stem, path, tuple(questions)))
     return samples

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mocodec.data.coco import read_json
+from mocodec.data.io import image_present
 from mocodec.data.questions import Question
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample
@@ -69,11 +70,7 @@ def seed_bench_samples(questions_file: str | Path, images: str | Path, missing: 
     samples = []
     for data_id, questions in per_image.items():
         path = _image_path(images, data_id)
-        if not path.is_file():
-            reason = f"asked about in {questions_file.name} but absent"
-            if missing is None:
-                raise ConfigError(f"image {path} is {reason}; place it there")
-            missing.append((str(path), reason))
+        if not image_present(path, f"asked about in {questions_file.name} but absent", missing):
             continue
         samples.append(Sample(data_id, path, tuple(questions)))
     return samples

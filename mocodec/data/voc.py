@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mocodec.data.coco import ObjectBox
+from mocodec.data.io import image_present
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample
 
@@ -93,11 +94,7 @@ def voc_samples(root: str | Path, split: str = "test", missing: list[tuple[str, 
     samples = []
     for image_id in listing.read_text().split():
         path = root / "JPEGImages" / f"{image_id}.jpg"
-        if not path.is_file():
-            reason = f"listed in {listing.name} but absent"
-            if missing is None:
-                raise ConfigError(f"image {path} is {reason}; place it there")
-            missing.append((str(path), reason))
+        if not image_present(path, f"listed in {listing.name} but absent", missing):
             continue
         samples.append(Sample(image_id, path, parse_voc_xml(root / "Annotations" / f"{image_id}.xml")))
     return samples
