@@ -2,7 +2,7 @@
 plain-PyTorch CompressAI loop, same run: bmshj2018-hyperprior quality 3, MSE, λ 0.0130,
 batches of 8 random 256 x 256 crops of the embedded photographs. Target ratio >= 0.9.
 
-    .venv/bin/python benchmarks/bench_training.py [--steps 20 --warmup 3 --repeats 3 --threads 2]
+    .venv/bin/python benchmarks/bench_training.py [--steps 10 --warmup 2 --repeats 3 --threads 2]
 
 Both loops draw crops from the same dataset and loader settings, use Adam (1e-4 main,
 1e-3 aux), clip the gradient norm at 1.0 and step the aux optimiser every step, so the
@@ -106,8 +106,8 @@ def mocodec_lightning(steps: int, warmup: int, crop: int, batch: int) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--crop", type=int, default=256)
