@@ -487,8 +487,10 @@ class MocodecCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # Written after each validation (never at a train-epoch end, which Lightning replays on resume).
+        # No monitor by default: with one, Lightning refreshes last.ckpt only when the monitored
+        # value improves, so `--ckpt_path last` would resume from the best, not the latest, state.
         parser.set_defaults({
-            "checkpoint.save_last": True, "checkpoint.monitor": "val/loss", "checkpoint.save_top_k": 1,
+            "checkpoint.save_last": True, "checkpoint.monitor": None, "checkpoint.save_top_k": 1,
             "checkpoint.save_on_train_epoch_end": False,
         })
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(checkpoint_dir(root)))
