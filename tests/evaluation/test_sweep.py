@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from unittest.mock import Mock
 
 import pytest
 import torch
@@ -41,21 +42,10 @@ def images(tmp_path, astronaut) -> Path:
     return folder
 
 
-class Counter:
-    """Wraps a function and counts its calls (how much work a resumed run really did)."""
-
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self.fn(*args, **kwargs)
-
-
 def _counted(monkeypatch, judge):
-    coded = Counter(sweep.code_image)
+    coded = Mock(wraps=sweep.code_image)
     monkeypatch.setattr(sweep, "code_image", coded)
-    referenced = Counter(judge.reference)
+    referenced = Mock(wraps=judge.reference)
     monkeypatch.setattr(judge, "reference", referenced)
     return coded, referenced
 
@@ -149,12 +139,12 @@ def test_resume_computes_nothing_new(tmp_path, images, judge, monkeypatch):
     first = json.loads(out.read_text())
     coded, referenced = _counted(monkeypatch, judge)
     evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images)
-    assert (coded.calls, referenced.calls) == (0, 0)
+    assert (coded.call_count, referenced.call_count) == (0, 0)
     assert json.loads(out.read_text())["entries"] == first["entries"]
     # one more point: only it is coded; each image's judge outputs on the original computed once
     # (the 4 tiles share a size and go as one batch, the wide crop is another): 2 reference calls
     evaluate_task(judge, plan_curves(["jpeg", "webp"], ["jpeg=10,50,70", "webp=50"]), out, images)
-    assert (coded.calls, referenced.calls) == (5 + 5, 2)
+    assert (coded.call_count, referenced.call_count) == (5 + 5, 2)
     doc = json.loads(out.read_text())
     assert [e["results"]["point"] for e in doc["entries"]] == [["10", "50", "70"], ["50"]]
     old = [r for r in doc["entries"][0]["per_image"] if r["point"] != "70"]
@@ -180,7 +170,7 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path, images, judge, 
     monkeypatch.setattr(sweep, "judge_chunk", real)
     coded, _ = _counted(monkeypatch, judge)
     results = evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images, chunk_size=2)
-    assert coded.calls == 3 * 2  # tile2, tile3, wide at two qualities
+    assert coded.call_count == 3 * 2  # tile2, tile3, wide at two qualities
     assert results.entries[0]["results"]["num_images"] == [5, 5]
 
 
@@ -213,7 +203,7 @@ def test_a_retrained_checkpoint_is_recomputed(tmp_path, images, judge, monkeypat
     torch.save(codec_state(codec, TINY_CODEC), path)
     coded, _ = _counted(monkeypatch, judge)
     second = evaluate_task(judge, plan_curves([f"ckpt:{path}"]), out, images)
-    assert coded.calls == 5
+    assert coded.call_count == 5
     assert second.entries[0]["points"]["model"]["weights"] != first.entries[0]["points"]["model"]["weights"]
     assert len(second.entries[0]["per_image"]) == 5
 
