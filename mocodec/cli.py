@@ -574,6 +574,7 @@ def merge(args: argparse.Namespace) -> None:
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="experiment recipe (YAML), e.g. configs/experiments/offline_small.yaml")
     p.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at once, each with 1/JOBS of the threads (default 1)")
 
 
 @command("experiment", "train codecs on several distortion terms, judge them by tasks, report rate–task curves and BD-rates", _experiment_args)
@@ -583,7 +584,9 @@ def experiment(args: argparse.Namespace) -> None:
     recipe = load_recipe(args.config)
     out = Path(args.out or Path("experiments") / recipe.name)
     command_line = f"mocodec experiment --config {args.config}" + (f" --out {args.out}" if args.out else "")
-    run_experiment(recipe, out, progress=_progress, command=command_line)
+    command_line += f" --jobs {args.jobs}" if args.jobs != 1 else ""
+    # flush: a run can take minutes, and progress lines must not wait in a pipe's buffer
+    run_experiment(recipe, out, log=lambda line: print(line, flush=True), progress=_progress, command=command_line, jobs=args.jobs)
 
 
 # --------------------------------------------------------------------------- list

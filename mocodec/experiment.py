@@ -65,6 +65,22 @@ RECIPE_VERSION = 1
 
 
 @dataclass(frozen=True)
+class PretrainEntry:
+    """The starting point every run of a codec is fine-tuned from, trained by the recipe itself.
+
+    Once per seed, the codec is trained for ``steps`` on ``distortions`` at ``lmbda``; every
+    compared run of that codec and seed then starts from this checkpoint (fresh optimisers)
+    and trains ``steps`` of its own. It is the offline stand-in for ``init_weights:
+    pretrained`` (published MSE weights): short compared runs start from a working codec
+    instead of from noise, and every term gets the same start and the same steps.
+    """
+
+    steps: int
+    lmbda: float
+    distortions: dict[str, Any] = field(default_factory=lambda: {"mse": 1.0})
+
+
+@dataclass(frozen=True)
 class CodecEntry:
     """A codec architecture every term is trained on (``codec`` is a registry name)."""
 
@@ -73,6 +89,7 @@ class CodecEntry:
     quality: int = 3
     kwargs: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None  # start every run from these weights (a file, or ``pretrained``)
+    pretrain: PretrainEntry | None = None  # fine-tune every run from a base trained by the recipe (after init_weights)
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,12 @@ class Recipe:
     wandb: bool = True
 
     def runs(self) -> list["Run"]:
+        """The compared runs: every (codec, term, λ, seed)."""
         return [Run(c, t, lmbda, seed) for c in self.codecs for t in self.terms for lmbda in t.lmbdas for seed in self.seeds]
+
+    def pretraining_runs(self) -> list["Run"]:
+        """The bases the compared runs start from: one per (codec with ``pretrain``, seed)."""
+        return [Run.pretraining_of(c, seed) for c in self.codecs if c.pretrain is not None for seed in self.seeds]
 
     def method(self, codec: CodecEntry, term: TermEntry) -> str:
         """The name of a (codec, term) curve: the term alone when there is one codec."""
@@ -187,7 +209,8 @@ def parse_recipe(data: Any, where: str = "the recipe") -> Recipe:
     from mocodec.tasks import TASKS
 
     raw = _check_keys(data, Recipe, where)
-    raw["codecs"] = _named(raw["codecs"], CodecEntry, "codecs")
+    raw["codecs"] = tuple(dataclasses.replace(c, pretrain=_pretrain(c.pretrain, f"codecs.{c.label}.pretrain"))
+                          for c in _named(raw["codecs"], CodecEntry, "codecs"))
     raw["terms"] = tuple(dataclasses.replace(t, lmbdas=_number_list(t.lmbdas, f"terms.{t.label}.lmbdas"))
                          for t in _named(raw["terms"], TermEntry, "terms"))
     raw["tasks"] = tuple(dataclasses.replace(t, metrics=tuple(t.metrics) if isinstance(t.metrics, (list, tuple)) else (t.metrics,))
@@ -197,10 +220,12 @@ def parse_recipe(data: Any, where: str = "the recipe") -> Recipe:
     recipe = Recipe(**raw)
     for codec in recipe.codecs:
         CODECS.get(codec.codec)  # unknown names list the known ones
-    for term in recipe.terms:
-        if not isinstance(term.distortions, Mapping) or not term.distortions:
-            raise ConfigError(f"terms.{term.label}.distortions must map distortion names to weights, e.g. {{mse: 1.0}}")
-        for name in term.distortions:
+    sets = [(f"terms.{t.label}", t.distortions) for t in recipe.terms]
+    sets += [(f"codecs.{c.label}.pretrain", c.pretrain.distortions) for c in recipe.codecs if c.pretrain is not None]
+    for where, distortions in sets:
+        if not isinstance(distortions, Mapping) or not distortions:
+            raise ConfigError(f"{where}.distortions must map distortion names to weights, e.g. {{mse: 1.0}}")
+        for name in distortions:
             DISTORTIONS.get(name)
     for task in recipe.tasks:
         check_options(TASKS.get(task.task), dict(task.options), f"tasks.{task.label}: task {task.task}")
@@ -210,8 +235,11 @@ def parse_recipe(data: Any, where: str = "the recipe") -> Recipe:
         raise ConfigError(f"anchor '{recipe.anchor}' is not a term; the terms are: {', '.join(t.label for t in recipe.terms)}")
     if recipe.steps < 1 or not 1 <= recipe.checkpoints <= recipe.steps:
         raise ConfigError(f"steps must be >= 1 and checkpoints between 1 and steps, got steps={recipe.steps}, checkpoints={recipe.checkpoints}")
-    if recipe.steps % recipe.checkpoints:
-        raise ConfigError(f"steps ({recipe.steps}) must be a multiple of checkpoints ({recipe.checkpoints}), so the last checkpoint is the last step")
+    for where, steps in [("steps", recipe.steps)] + [(f"codecs.{c.label}.pretrain.steps", c.pretrain.steps)
+                                                     for c in recipe.codecs if c.pretrain is not None]:
+        if steps < recipe.checkpoints or steps % recipe.checkpoints:
+            raise ConfigError(f"{where} ({steps}) must be a multiple of checkpoints ({recipe.checkpoints}), "
+                              "so the last checkpoint is the last step")
     if not recipe.seeds or len(set(recipe.seeds)) != len(recipe.seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {list(recipe.seeds)}")
     if not isinstance(recipe.training, Mapping):
@@ -223,6 +251,16 @@ def parse_recipe(data: Any, where: str = "the recipe") -> Recipe:
     if not 0 < recipe.interval < 1 or recipe.bootstrap < 1:
         raise ConfigError(f"interval must be in (0, 1) and bootstrap >= 1, got {recipe.interval} and {recipe.bootstrap}")
     return recipe
+
+
+def _pretrain(data: Any, where: str) -> PretrainEntry | None:
+    if data is None:
+        return None
+    entry = PretrainEntry(**_check_keys(data, PretrainEntry, where))
+    (steps,), (lmbda,) = _number_list(entry.steps, f"{where}.steps", int), _number_list(entry.lmbda, f"{where}.lmbda")
+    if steps < 1 or lmbda <= 0:
+        raise ConfigError(f"{where} needs steps >= 1 and lmbda > 0, got steps={entry.steps}, lmbda={entry.lmbda}")
+    return dataclasses.replace(entry, steps=steps, lmbda=lmbda)
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
@@ -247,17 +285,31 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 _RUN_MODEL_KEYS = ("codec", "quality", "codec_kwargs", "init_weights", "lmbda", "distortions", "balance_warmup")
 
 
+PRETRAIN = "pretrain"  # the term label of a codec's pretraining runs
+
+
 @dataclass(frozen=True)
 class Run:
-    """One training run: a codec trained on one term at one λ from one seed."""
+    """One training run: a codec trained on one term at one λ from one seed.
+
+    ``pretraining``: this is the codec's base for ``seed`` (:class:`PretrainEntry`), not a compared run.
+    """
 
     codec: CodecEntry
     term: TermEntry
     lmbda: float
     seed: int
+    pretraining: bool = False
+
+    @classmethod
+    def pretraining_of(cls, codec: CodecEntry, seed: int) -> "Run":
+        base = codec.pretrain
+        return cls(codec, TermEntry(PRETRAIN, base.distortions, (base.lmbda,)), base.lmbda, seed, pretraining=True)
 
     @property
     def name(self) -> str:
+        if self.pretraining:
+            return f"{self.codec.label}_{PRETRAIN}_seed{self.seed}"
         return f"{self.codec.label}_{self.term.label}_lambda{self.lmbda:g}_seed{self.seed}"
 
     @property
@@ -265,32 +317,45 @@ class Run:
         """The run's rate point within its curve."""
         return f"lambda={self.lmbda:g}"
 
-    def config(self, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
+    @property
+    def base(self) -> "Run | None":
+        """The pretraining run this run starts from; None: it starts from the codec's ``init_weights``."""
+        if self.pretraining or self.codec.pretrain is None:
+            return None
+        return Run.pretraining_of(self.codec, self.seed)
+
+    def steps(self, recipe: Recipe) -> int:
+        return self.codec.pretrain.steps if self.pretraining else recipe.steps
+
+    def config(self, recipe: Recipe, out: Path) -> dict[str, Any]:
         """The LightningCLI config of this run: the recipe's shared ``training`` plus this run's choices."""
+        steps = self.steps(recipe)
         config = copy.deepcopy(dict(recipe.training))
         trainer = config.setdefault("trainer", {})
         trainer.update({
-            "default_root_dir": str(run_dir),
-            "max_steps": recipe.steps,
+            "default_root_dir": str(out / "runs" / self.name),
+            "max_steps": steps,
             "max_epochs": -1,
             # Validate (and write last.ckpt) every steps / checkpoints global steps, across epochs.
-            "val_check_interval": recipe.steps // recipe.checkpoints,
+            "val_check_interval": steps // recipe.checkpoints,
             "check_val_every_n_epoch": None,
         })
+        base = self.base
         config.setdefault("model", {}).update({
             "codec": self.codec.codec, "quality": self.codec.quality, "codec_kwargs": dict(self.codec.kwargs),
-            "init_weights": self.codec.init_weights,
+            "init_weights": str(checkpoint_of(out / "runs" / base.name)) if base else self.codec.init_weights,
             "lmbda": self.lmbda, "distortions": copy.deepcopy(self.term.distortions), "balance_warmup": self.term.balance_warmup,
         })
         config["seed_everything"] = self.seed
         return config
 
-
-def digest(config: Mapping[str, Any]) -> str:
-    """A short digest of a run's config with its folder left out (it may move with the results)."""
-    stripped = copy.deepcopy(dict(config))
-    stripped.get("trainer", {}).pop("default_root_dir", None)
-    return hashlib.sha256(json.dumps(stripped, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def digest(self, recipe: Recipe, out: Path) -> str:
+        """A short digest of the run's config: what it trains and from what, not where the results folder lies."""
+        config = self.config(recipe, out)
+        config["trainer"].pop("default_root_dir")
+        if self.base is not None:  # the base by name and configuration: retraining it otherwise invalidates this run
+            config["model"]["init_weights"] = f"{self.base.name}@{self.base.digest(recipe, out)}"
+        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def checkpoint_of(run_dir: Path) -> Path:
@@ -327,26 +392,26 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str
     from mocodec.weights import load_checkpoint
 
     run_dir = out / "runs" / run.name
-    config = run.config(recipe, run_dir)
+    config, config_digest = run.config(recipe, out), run.digest(recipe, out)
     done_path = run_dir / "done.json"
     if done_path.is_file():
         done = json.loads(done_path.read_text())
-        if done.get("config_digest") != digest(config):
+        if done.get("config_digest") != config_digest:
             raise ConfigError(f"run {run.name} in {out} was trained with another configuration; "
                               f"delete {run_dir} to retrain it, or choose another --out")
         return done
     config_path = run_dir / "train.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
     resuming = checkpoint_of(run_dir).is_file()
-    log(f"{'resuming' if resuming else 'training'} {run.name} ({recipe.steps} steps)")
+    log(f"{'resuming' if resuming else 'training'} {run.name} ({run.steps(recipe)} steps)")
     start = time.monotonic()
     with _environment(**_wandb_environment(recipe)):
         run_cli(["fit", "--config", str(config_path), "--ckpt_path", "last"])
     steps = int(load_checkpoint(checkpoint_of(run_dir)).get("global_step", -1))
-    if steps != recipe.steps:
-        raise ConfigError(f"run {run.name} ended at step {steps}, not {recipe.steps}; check the training section of the recipe "
+    if steps != run.steps(recipe):
+        raise ConfigError(f"run {run.name} ended at step {steps}, not {run.steps(recipe)}; check the training section of the recipe "
                           "(max_steps and val_check_interval are set by the recipe)")
-    done = {"run": run.name, "steps": steps, "config_digest": digest(config), "wall_time": time.monotonic() - start,
+    done = {"run": run.name, "steps": steps, "config_digest": config_digest, "wall_time": time.monotonic() - start,
             "checkpoint": str(checkpoint_of(run_dir).relative_to(out)), "shares": term_shares(run_dir)}
     atomic_write_json(done_path, done)
     return done
@@ -366,6 +431,73 @@ def term_shares(run_dir: Path, tail: float = 0.2) -> dict[str, float]:
     last = steps[-max(1, math.ceil(len(steps) * tail)):]
     keys = rows[last[-1]].keys()
     return {k: sum(rows[s].get(k, 0.0) for s in last) / len(last) for k in keys}
+
+
+def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print, jobs: int = 1) -> dict[str, dict[str, Any]]:
+    """:func:`train_run` for every run, ``jobs`` at a time; run name -> ``done.json`` record, in ``runs``' order.
+
+    With ``jobs`` > 1 each run trains in a worker process with ``1/jobs`` of this process's
+    threads, its output going to ``runs/<run>/train.log``: small codecs use threads poorly,
+    so on 2 cores two one-thread runs at once finish ~1.3–1.5x sooner than one after the
+    other with two threads each. Results match a one-job run up to float rounding (thread
+    counts change the order of sums); finished runs are reused either way.
+    """
+    _check_jobs(jobs)
+    pending = [r for r in runs if not (out / "runs" / r.name / "done.json").is_file()]
+    done = {r.name: train_run(r, recipe, out, log) for r in runs if r not in pending}  # checks their digests
+    if jobs == 1 or len(pending) < 2:
+        for i, run in enumerate(pending, 1):
+            log(f"[{i}/{len(pending)}] {run.name}")
+            done[run.name] = train_run(run, recipe, out, log)
+        return {r.name: done[r.name] for r in runs}
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"training {len(pending)} runs, {min(jobs, len(pending))} at a time with {threads} thread(s) each; "
+        f"each run's output: {out / 'runs' / '<run>' / 'train.log'}")
+    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock.
+    with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_in_worker, run, recipe, out, threads): run for run in pending}
+        try:
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    run = futures[future]
+                    done[run.name] = future.result()  # a run's error: the pool stops (below), then it is raised
+                    log(f"[{len(done)}/{len(runs)}] {run.name} done ({done[run.name]['wall_time']:.0f} s)")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # runs already training finish and stay reusable
+            raise
+    return {r.name: done[r.name] for r in runs}
+
+
+def _check_jobs(jobs: int) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+
+
+def _train_in_worker(run: Run, recipe: Recipe, out: Path, threads: int) -> dict[str, Any]:
+    """:func:`train_run` in a worker process, with ``threads`` threads and its output in the run's ``train.log``."""
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+    log_path = out / "runs" / run.name / "train.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:  # the descriptors themselves, so Lightning's and torch's own writers land there too
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+    return train_run(run, recipe, out, log=print)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -434,27 +566,28 @@ def analyse_task(recipe: Recipe, task_entry: TaskEntry, task, doc: Mapping[str, 
 # --------------------------------------------------------------------------- the whole experiment
 
 
-def run_experiment(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress=None, command: str | None = None) -> dict[str, Any]:
+def run_experiment(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress=None, command: str | None = None,
+                   jobs: int = 1) -> dict[str, Any]:
     """Train, evaluate, analyse and report (module docstring); returns ``summary.json``'s content.
 
-    ``command``: the command line that ran it, quoted in the report.
+    ``command``: the command line that ran it, quoted in the report. ``jobs``: training runs
+    at once (:func:`train_runs`).
     """
     import yaml
 
     from mocodec.files import atomic_write_json, atomic_write_text
 
+    _check_jobs(jobs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe_data(recipe), sort_keys=False))
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_time": {"training": 0.0, "evaluation": 0.0}}
-    runs = recipe.runs()
     started = time.monotonic()
     try:
         done = {}
-        for i, run in enumerate(runs, 1):
-            log(f"[{i}/{len(runs)}] {run.name}")
-            done[run.name] = train_run(run, recipe, out, log)
+        for phase in (recipe.pretraining_runs(), recipe.runs()):  # the bases first: the compared runs start from them
+            done |= train_runs(phase, recipe, out, log, jobs)
         state["wall_time"]["training"] += time.monotonic() - started
         started = time.monotonic()
         analyses = []
@@ -562,6 +695,10 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
         f"- Every run: {recipe.steps} steps (compared at equal steps), seeds {', '.join(map(str, recipe.seeds))}, "
         f"batch {data.get('batch_size', 'default')}, crops {data.get('crop_size', 'default')} px, "
         f"training images: {data.get('train') or 'the embedded training photographs'}.",
+        *[f"- Every run of `{c.label}` is fine-tuned from a base trained by the recipe for {c.pretrain.steps} steps on "
+          f"`{json.dumps(c.pretrain.distortions)}` at λ {c.pretrain.lmbda:g}, one base per seed "
+          f"(`runs/{Run.pretraining_of(c, recipe.seeds[0]).name}`, ...), with fresh optimisers."
+          for c in recipe.codecs if c.pretrain is not None],
         f"- Intervals: {recipe.interval:.0%} percentile bootstrap ({recipe.bootstrap} resamples) over images and seeds; "
         "a difference whose BD-rate interval holds 0 is **inside the noise**.",
         "", "## Codecs and distortion terms", "",
@@ -632,5 +769,6 @@ def recipe_data(recipe: Recipe) -> dict[str, Any]:
     return data
 
 
-__all__ = ["CodecEntry", "TermEntry", "TaskEntry", "Recipe", "Run", "load_recipe", "parse_recipe", "run_experiment", "train_run",
+__all__ = ["PretrainEntry", "CodecEntry", "TermEntry", "TaskEntry", "Recipe", "Run", "load_recipe", "parse_recipe", "run_experiment",
+           "train_run", "train_runs",
            "term_shares", "plan_task_curves", "recipe_data"]

@@ -4,35 +4,27 @@ validation, the shipped recipes, and the seed/image bootstrap against known BD v
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 from pathlib import Path
+from unittest.mock import Mock
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import mocodec.evaluation.sweep as sweep
 import mocodec.training as training
-from mocodec.errors import ConfigError
+from mocodec.errors import ConfigError, MocodecError
 from mocodec.evaluation.aggregate import MethodData, analyse
-from mocodec.experiment import BD_COLUMNS, load_recipe, parse_recipe, run_experiment
+from mocodec.experiment import BD_COLUMNS, load_recipe, parse_recipe, run_experiment, train_runs
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "configs" / "experiments"
 TILES = 12  # 256 px tiles of the held-out photographs: astronaut 4, coffee/rocket/motorcycle 2 each, chelsea/clock 1 each
-
-
-class Counter:
-    """Wraps a function and counts its calls."""
-
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self.fn(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +92,12 @@ def test_rerun_recomputes_nothing(tiny_run, monkeypatch):
     out = tiny_run
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/checkpoints/last.ckpt")}
     records = json.loads((out / "results" / "judge.json").read_text())["entries"]
-    trained = Counter(training.run_cli)
-    coded = Counter(sweep.code_image)
+    trained = Mock(wraps=training.run_cli)
+    coded = Mock(wraps=sweep.code_image)
     monkeypatch.setattr(training, "run_cli", trained)
     monkeypatch.setattr(sweep, "code_image", coded)
     run_experiment(load_recipe(RECIPES / "tiny.yaml"), out, log=lambda _: None)
-    assert trained.calls == 0 and coded.calls == 0
+    assert trained.call_count == 0 and coded.call_count == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "results" / "judge.json").read_text())["entries"] == records
 
@@ -119,12 +111,12 @@ def test_interrupted_run_and_sweep_resume_where_they_stopped(tiny_run, monkeypat
     dropped = doc["entries"][1]["per_image"][:5]  # as if the sweep stopped 5 records short
     doc["entries"][1]["per_image"] = doc["entries"][1]["per_image"][5:]
     results.write_text(json.dumps(doc))
-    trained = Counter(training.run_cli)
-    coded = Counter(sweep.code_image)
+    trained = Mock(wraps=training.run_cli)
+    coded = Mock(wraps=sweep.code_image)
     monkeypatch.setattr(training, "run_cli", trained)
     monkeypatch.setattr(sweep, "code_image", coded)
     run_experiment(load_recipe(RECIPES / "tiny.yaml"), out, log=lambda _: None)
-    assert trained.calls == 1 and coded.calls == 5  # one run resumed from last.ckpt (already at step 2), five images coded
+    assert trained.call_count == 1 and coded.call_count == 5  # one run resumed from last.ckpt (already at step 2), five images coded
     assert json.loads((run_dir / "done.json").read_text())["steps"] == 2
     redone = {(r["id"], r["point"]): r for r in json.loads(results.read_text())["entries"][1]["per_image"]}
     for r in dropped:  # the same codec and judge give the same records (timings aside; batching moves the last float bits)
@@ -139,6 +131,65 @@ def test_a_run_trained_with_another_configuration_is_refused(tiny_run):
     recipe["training"]["model"]["optimizer"]["init_args"]["lr"] = 0.01
     with pytest.raises(ConfigError, match=f"^run {RUNS[0]} in .* was trained with another configuration; delete .* to retrain it"):
         run_experiment(parse_recipe(recipe), tiny_run, log=lambda _: None)
+
+
+def _pretraining_recipe(**pretrain):
+    """The tiny recipe with one term, whose runs start from a 2-step MSE base per seed."""
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    recipe["codecs"]["tiny"]["pretrain"] = {"steps": 2, "lmbda": 0.0483, **pretrain}
+    del recipe["terms"]["mse+msssim"]
+    return recipe
+
+
+def test_pretrained_base_and_parallel_runs(tmp_path):
+    from mocodec.training import CodecModule
+    from mocodec.weights import load_checkpoint
+
+    recipe = parse_recipe(_pretraining_recipe())
+    (base,) = recipe.pretraining_runs()
+    assert base.name == "tiny_pretrain_seed0" and base.steps(recipe) == 2 and base.base is None
+    assert [r.base for r in recipe.runs()] == [base, base]
+    out = tmp_path / "out"
+    done = train_runs(recipe.pretraining_runs(), recipe, out, log=lambda _: None)
+    lines = []
+    done |= train_runs(recipe.runs(), recipe, out, log=lines.append, jobs=2)  # both compared runs at once
+    assert lines[0].startswith("training 2 runs, 2 at a time with ")
+    finished = [line.split()[:3] for line in lines[1:]]  # "[k/2] RUN done (N s)", as each run finishes
+    assert [f[0] for f in finished] == ["[1/2]", "[2/2]"] and {f[1] for f in finished} == set(RUNS[:2])
+    assert all(f[2] == "done" for f in finished)
+    assert list(done) == ["tiny_pretrain_seed0", RUNS[0], RUNS[1]] and all(d["steps"] == 2 for d in done.values())
+    base_ckpt = out / "runs" / base.name / "checkpoints" / "last.ckpt"
+    base_weights = {k.removeprefix("codec."): v for k, v in load_checkpoint(base_ckpt)["state_dict"].items()}
+    for run in RUNS[:2]:
+        config = yaml.safe_load((out / "runs" / run / "train.yaml").read_text())
+        assert config["model"]["init_weights"] == str(base_ckpt)
+        assert "`Trainer.fit` stopped: `max_steps=2` reached" in (out / "runs" / run / "train.log").read_text()
+        # The run's codec starts from the base's weights.
+        model = {k: v for k, v in config["model"].items() if k not in ("optimizer", "aux_optimizer")}
+        start = CodecModule(**model).codec.state_dict()
+        transforms = [k for k in start if k.startswith(("g_a.", "g_s.", "h_a.", "h_s."))]
+        assert transforms and all(torch.equal(start[k], base_weights[k]) for k in transforms)
+    # A finished set is reused, however many jobs.
+    assert train_runs(recipe.runs(), recipe, out, log=lambda _: None, jobs=2) == {r: done[r] for r in RUNS[:2]}
+
+
+def test_run_digests_follow_the_base_not_the_folder(tmp_path):
+    recipe = parse_recipe(_pretraining_recipe())
+    run = recipe.runs()[0]
+    assert run.digest(recipe, tmp_path / "a") == run.digest(recipe, tmp_path / "elsewhere")
+    other = parse_recipe(_pretraining_recipe(lmbda=0.0018))
+    assert other.runs()[0].digest(other, tmp_path / "a") != run.digest(recipe, tmp_path / "a")
+    # Without pretraining the digest is the one earlier results folders recorded: the config without its folder.
+    plain = load_recipe(RECIPES / "tiny.yaml")
+    config = plain.runs()[0].config(plain, tmp_path)
+    del config["trainer"]["default_root_dir"]
+    assert plain.runs()[0].digest(plain, tmp_path) == hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_jobs_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--jobs must be a whole number >= 1, got 0$"):
+        run_experiment(load_recipe(RECIPES / "tiny.yaml"), tmp_path / "out", log=lambda _: None, jobs=0)
+    assert not (tmp_path / "out").exists()
 
 
 def test_typo_in_a_recipe_is_one_line(cli, tmp_path):
@@ -158,11 +209,16 @@ def test_typo_in_a_recipe_is_one_line(cli, tmp_path):
     (lambda r: r["training"]["model"].update(lmbda=0.1), "training sets model.lmbda, which the recipe decides per run; set it through codecs, terms or seeds"),
     (lambda r: r["tasks"]["judge"]["options"].update(modle="x"), "tasks.judge: task classification takes no option 'modle'"),
     (lambda r: r["tasks"]["judge"].pop("metrics"), "tasks.judge lacks the key 'metrics'"),
+    (lambda r: r.update(checkpoints=2) or r["codecs"]["tiny"].update(pretrain={"steps": 3, "lmbda": 0.01}),
+     "codecs.tiny.pretrain.steps (3) must be a multiple of checkpoints (2)"),
+    (lambda r: r["codecs"]["tiny"].update(pretrain={"step": 4, "lmbda": 0.01}), "unknown key 'step' in codecs.tiny.pretrain; did you mean 'steps'?"),
+    (lambda r: r["codecs"]["tiny"].update(pretrain={"steps": 4, "lmbda": -1}), "codecs.tiny.pretrain needs steps >= 1 and lmbda > 0"),
+    (lambda r: r["codecs"]["tiny"].update(pretrain={"steps": 4, "lmbda": 0.01, "distortions": {"mes": 1}}), "unknown distortion 'mes'"),
 ])
 def test_recipe_errors(edit, message):
     recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     edit(recipe)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(MocodecError) as err:
         parse_recipe(recipe)
     assert str(err.value).startswith(message)
 
