@@ -530,10 +530,17 @@ def evaluate(recipe: Recipe, task_entry: TaskEntry, out: Path, progress=None):
     """Run (or resume) the sweep of one task; ``(task, results document)``."""
     from mocodec.evaluation.sweep import create_task_from_options, evaluate_task
 
+    from mocodec.errors import OutputExistsError
+
     curves, _ = plan_task_curves(recipe, out)
     task = create_task_from_options(task_entry.task, dict(task_entry.options))
-    results = evaluate_task(task, curves, out / "results" / f"{task_entry.label}.json", task_entry.dataset,
-                            dict(task_entry.dataset_options), chunk_size=recipe.chunk_size, progress=progress)
+    path = out / "results" / f"{task_entry.label}.json"
+    try:
+        results = evaluate_task(task, curves, path, task_entry.dataset, dict(task_entry.dataset_options),
+                                chunk_size=recipe.chunk_size, progress=progress)
+    except OutputExistsError as exc:  # the sweep's own advice (--force) is not an option of this command
+        reason = str(exc).split(";")[0]
+        raise OutputExistsError(f"{reason}; delete it to judge task {task_entry.label} again (the trained runs are kept)") from None
     return task, results.doc
 
 

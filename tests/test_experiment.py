@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -124,6 +125,22 @@ def test_interrupted_run_and_sweep_resume_where_they_stopped(tiny_run, monkeypat
         assert {k: v for k, v in again.items() if k not in ("kl", "encoding_time", "decoding_time")} == \
                {k: v for k, v in r.items() if k not in ("kl", "encoding_time", "decoding_time")}
         assert again["kl"] == pytest.approx(r["kl"], rel=1e-2, abs=1e-8)
+
+
+def test_results_of_an_older_format_are_refused_with_the_fix(tiny_run):
+    from mocodec.errors import OutputExistsError
+    from mocodec.experiment import evaluate
+
+    path = tiny_run / "results" / "judge.json"
+    kept = path.read_text()
+    path.write_text(json.dumps({"mocodec": "eval-task", "version": 1, "entries": []}))
+    recipe = load_recipe(RECIPES / "tiny.yaml")
+    try:
+        with pytest.raises(OutputExistsError, match=rf"^{re.escape(str(path))} is an eval-task results file of version 1, not 2; "
+                                                    r"delete it to judge task judge again \(the trained runs are kept\)$"):
+            evaluate(recipe, recipe.tasks[0], tiny_run)
+    finally:
+        path.write_text(kept)
 
 
 def test_a_run_trained_with_another_configuration_is_refused(tiny_run):

@@ -16,7 +16,8 @@ each method, the array ``values[metric][seed, point, image]`` and
 
 A metric's per-image value is ``task.summarize([record])[metric]``: exact for metrics that
 are means over images (classification's agreement, KL, top-5 overlap); for dataset-level
-metrics (e.g. mAP) the curve is then the mean of per-image values. Classic baselines (JPEG,
+metrics (e.g. mAP) the curve is then the mean of per-image values. Coding metrics every
+record holds (``psnr-rgb``) are read from the record itself. Classic baselines (JPEG,
 WebP) are methods with a single "seed".
 """
 
@@ -77,8 +78,8 @@ def method_data(doc: Mapping[str, Any], task: Task, groups: Mapping[str, str], m
                 at = (s, row[record["point"]], column[record["id"]])
                 values[RATE][at] = record[RATE]
                 summary = task.summarize([record])
-                for m in metrics:
-                    values[m][at] = _float(summary.get(m))
+                for m in metrics:  # a task metric, or a coding metric every record holds (psnr-rgb)
+                    values[m][at] = _float(summary[m] if m in summary else record.get(m))
         methods.append(MethodData(name, "trained" if name in groups.values() else "baseline", points, values))
     return methods, ids
 

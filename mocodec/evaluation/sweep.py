@@ -19,7 +19,9 @@ chunk, the task's outputs on the originals are computed once (``Task.reference``
 reused at every rate point; each image is then coded through the real container
 (:func:`~mocodec.evaluation.coding.code_image`, so bpp counts every byte of the file),
 decoded, rounded to 8 bits as a PNG of it would hold, and judged
-(``Task.compare``). Images of equal size go through the task as one batch.
+(``Task.compare``); the record also holds the decoded image's PSNR against the original
+(``psnr-rgb``, CompressAI's name), so every rate–task curve has its rate–distortion curve
+beside it. Images of equal size go through the task as one batch.
 
 **Resume.** Every per-image record is keyed by (curve, point, sample id). Rerunning
 with the same ``--out`` skips every record already there, so a finished point is never
@@ -39,18 +41,19 @@ processes (``--devices``, ``torchrun``) and merges them into the single-process 
 beside CompressAI's published ones)::
 
     {
-      "mocodec": "eval-task", "version": 1,
+      "mocodec": "eval-task", "version": 2,
       "task": {"name": "classification", "model": "efficientnet-lite0", "weights": "pretrained"},
       "dataset": {"root": "path" | null, "options": {...}, "num_samples": 45},
-      "metrics": {"agreement": {"label": "...", "higher_is_better": true, "reference": false}, ...},
+      "metrics": {"agreement": {"label": "...", "higher_is_better": true, "reference": false}, ...,
+                  "psnr-rgb": {"label": "PSNR (RGB) [dB]", "higher_is_better": true, "reference": false}},
       "skipped": [{"id": ..., "path": ..., "reason": ...}],   # unreadable images, retried on resume
       "entries": [
         {"name": "jpeg", "description": "...", "codec": "jpeg",
          "points": {"10": {"codec": "jpeg", "quality": 10, "weights": "0000000000000000"}, ...},
          "results": {"point": ["10", ...], "quality": [10, ...], "num_images": [45, ...],
-                     "bpp": [...], "encoding_time": [...], "decoding_time": [...],
+                     "bpp": [...], "psnr-rgb": [...], "encoding_time": [...], "decoding_time": [...],
                      "<each task metric>": [...]},            # one value per point, sorted by bpp
-         "per_image": [{"id", "point", "quality", "bytes", "bpp", "encoding_time",
+         "per_image": [{"id", "point", "quality", "bytes", "bpp", "psnr-rgb", "encoding_time",
                         "decoding_time", <the task's record fields>}, ...]}
       ]
     }
@@ -81,12 +84,15 @@ from mocodec.errors import ConfigError, ImageReadError, OutputExistsError
 from mocodec.evaluation.coding import CodecSpec, code_image, parse_qualities, quantize_8bit
 from mocodec.evaluation.distributed import SHARD_KEY, Shard, restrict
 from mocodec.evaluation.results import mean, write_results
+from mocodec.losses.mse import psnr
 from mocodec.tasks.base import Sample, Task
 
 SCHEMA = "eval-task"
-VERSION = 1
+VERSION = 2  # 2: records hold psnr-rgb
 DEFAULT_QUALITIES = {"classic": "5,10,20,30,50,75,95", "learned": "1-8"}
-CODING_METRICS = ("bpp", "encoding_time", "decoding_time")
+CODING_METRICS = ("bpp", "psnr-rgb", "encoding_time", "decoding_time")  # of every record, whatever the task
+# Rate-dependent coding metrics an analysis may use beside the task's (aggregate, figures, BD tables).
+CODING_METRIC_META = {"psnr-rgb": {"label": "PSNR (RGB) [dB]", "higher_is_better": True, "reference": False}}
 _LABEL = re.compile(r"([\w.+-]+)=(.+)")  # "LABEL=codec"; a label has no ':' or '/', so paths never match
 
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -204,6 +210,7 @@ class SweepResults:
         labels = {**{m: m for m in task.metrics}, **task.metric_labels}
         metrics = {m: {"label": labels[m], "higher_is_better": task.higher_is_better.get(m, True),
                        "reference": m in task.reference_metrics} for m in task.metrics}
+        metrics.update(CODING_METRIC_META)
         return cls({"mocodec": SCHEMA, "version": VERSION, "task": task.identity(), "dataset": dataset,
                     "metrics": metrics, "skipped": [], "entries": []})
 
@@ -335,11 +342,12 @@ def judge_chunk(task: Task, chunk: Sequence[_Loaded], codecs: dict[RatePoint, nn
             coded = [code_image(codecs[point], group[i].x, group[i].info, estimate=False) for i in members]
             decoded = torch.stack([quantize_8bit(c.x_hat) for c in coded])
             records = task.compare([references[i] for i in members], decoded, [group[i].sample.target for i in members])
-            for i, c, record in zip(members, coded, records):
+            psnrs = psnr(decoded, torch.stack([group[i].x for i in members])).tolist()
+            for i, c, value, record in zip(members, coded, psnrs, records):
                 out[point].append({
                     "id": group[i].sample.id, "point": point.point, "quality": int(codecs[point].quality),
-                    "bytes": c.num_bytes, "bpp": c.bpp, "encoding_time": c.encoding_time, "decoding_time": c.decoding_time,
-                    **record,
+                    "bytes": c.num_bytes, "bpp": c.bpp, "psnr-rgb": value,
+                    "encoding_time": c.encoding_time, "decoding_time": c.decoding_time, **record,
                 })
     return out
 

@@ -100,11 +100,12 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     evaluate_task(judge, plan_curves(["jpeg"], ["10,50,90"]), out, images)
     doc = json.loads(out.read_text())
     assert list(doc) == ["mocodec", "version", "task", "dataset", "metrics", "skipped", "entries"]
-    assert (doc["mocodec"], doc["version"]) == ("eval-task", 1)
+    assert (doc["mocodec"], doc["version"]) == ("eval-task", 2)
     assert doc["task"] == {"name": "classification", "model": "test_efficientnet", "weights": "random"}
     assert doc["dataset"] == {"root": str(images.resolve()), "options": {}, "num_samples": 6}
     assert doc["metrics"]["kl"] == {"label": "KL(p_original || p_decoded) [nats]", "higher_is_better": False, "reference": False}
     assert [m for m, meta in doc["metrics"].items() if meta["reference"]] == ["top1-original", "confidence"]
+    assert doc["metrics"]["psnr-rgb"] == {"label": "PSNR (RGB) [dB]", "higher_is_better": True, "reference": False}
     assert [s["id"] for s in doc["skipped"]] == ["broken.png"]
     assert doc["skipped"][0]["reason"].endswith("is not an image Pillow can read; give a PNG/JPEG/WebP/... file")
     (entry,) = doc["entries"]
@@ -112,14 +113,14 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     assert (entry["name"], entry["codec"]) == ("jpeg", "jpeg")
     assert entry["points"] == {q: {"codec": "jpeg", "quality": int(q), "weights": "00" * 8} for q in ("10", "50", "90")}
     res = entry["results"]
-    assert list(res) == ["point", "quality", "num_images", "bpp", "encoding_time", "decoding_time",
+    assert list(res) == ["point", "quality", "num_images", "bpp", "psnr-rgb", "encoding_time", "decoding_time",
                          "top1", "top5", "agreement", "kl", "top5-overlap", "top1-original", "confidence"]
     assert (res["point"], res["quality"], res["num_images"]) == (["10", "50", "90"], [10, 50, 90], [5, 5, 5])
     assert res["bpp"] == sorted(res["bpp"]) and res["top1"] == [None] * 3
     records = entry["per_image"]
     ids = ["tile0.png", "tile1.png", "tile2.png", "tile3.png", "wide.png"]
     assert [(r["point"], r["id"]) for r in records] == [(q, i) for q in ("10", "50", "90") for i in ids]
-    assert set(records[0]) == {"id", "point", "quality", "bytes", "bpp", *TIMES, "label", "pred_original", "pred",
+    assert set(records[0]) == {"id", "point", "quality", "bytes", "bpp", "psnr-rgb", *TIMES, "label", "pred_original", "pred",
                                "agreement", "top1", "top5", "top1_original", "kl", "top5_overlap", "confidence"}
     for r in records:  # file bpp: every byte of the container over the pixels
         assert r["bpp"] == 8 * r["bytes"] / (48 * 80 if r["id"] == "wide.png" else 64 * 64)
@@ -130,6 +131,9 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     expected = judge.evaluate(x.unsqueeze(0), quantize_8bit(decoded).unsqueeze(0), [None])[0]
     got = next(r for r in records if (r["point"], r["id"]) == ("50", "wide.png"))
     assert {k: got[k] for k in expected} == pytest.approx(expected)
+    # PSNR of the 8-bit decoded image against the original: 10 log10(1 / MSE)
+    assert got["psnr-rgb"] == pytest.approx(10 * math.log10(1 / float(((quantize_8bit(decoded) - x) ** 2).mean())), rel=1e-6)
+    assert res["psnr-rgb"][1] == pytest.approx(sum(r["psnr-rgb"] for r in records[5:10]) / 5)
     assert res["agreement"][1] == pytest.approx(sum(r["agreement"] for r in records[5:10]) / 5)
 
 
@@ -240,8 +244,9 @@ def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
 
 def test_rate_task_figure(tmp_path, images, judge):
     results = evaluate_task(judge, plan_curves(["jpeg,webp"], ["10,50"]), tmp_path / "r.json", images)
-    # unlabeled: no top-1/top-5 panels; the judge's confidence and accuracy on originals are not rate curves
-    assert [m for _, m in rate_task_panels([results.doc])] == ["agreement", "kl", "top5-overlap"]
+    # unlabeled: no top-1/top-5 panels; the judge's confidence and accuracy on originals are not rate curves;
+    # the decoded images' PSNR is (every sweep records it)
+    assert [m for _, m in rate_task_panels([results.doc])] == ["agreement", "kl", "top5-overlap", "psnr-rgb"]
     png = plot_rate_task(results.doc, tmp_path / "curves.png")
     pdf = plot_rate_task([results.doc, results.doc], tmp_path / "curves.pdf", metrics=["kl"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
@@ -261,7 +266,7 @@ def test_cli_eval_task_and_bd(cli, tmp_path, images):
     run = cli(*args)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == "== jpeg" and lines[1].split() == ["point", "bpp", "agreement", "kl", "top5-overlap", "confidence"]
+    assert lines[0] == "== jpeg" and lines[1].split() == ["point", "bpp", "agreement", "kl", "top5-overlap", "confidence", "psnr-rgb"]
     assert "BD against jpeg on agreement (pchip); BD-rate < 0: fewer bits at equal agreement" in lines
     assert lines[-2:] == [f"plot: {plot}", f"results: {out}"]
     assert "skipped 1 unreadable image(s):" in run.stderr

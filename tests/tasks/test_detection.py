@@ -206,7 +206,7 @@ def test_eval_task_sweep_runs_detection_end_to_end(task, tmp_path):
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
     assert doc["task"] == task.identity() and doc["dataset"]["num_samples"] == 2
-    assert list(doc["metrics"]) == ["map", "map50", "agreement", "agreement50", "reference-boxes"]
+    assert list(doc["metrics"]) == ["map", "map50", "agreement", "agreement50", "reference-boxes", "psnr-rgb"]
     assert doc["metrics"]["reference-boxes"]["reference"] is True
     assert entry["results"]["quality"] == [10, 90] and len(entry["per_image"]) == 4
     for quality, record_group in ((10, entry["per_image"][:2]), (90, entry["per_image"][2:])):
@@ -227,5 +227,5 @@ def test_eval_task_cli_with_a_random_yolo(cli, tmp_path):
               "--dataset", str(coco), "--out", str(out))
     assert run.returncode == 0, run.stderr
     header = next(line for line in run.stdout.splitlines() if line.split()[:2] == ["point", "bpp"])
-    assert header.split() == ["point", "bpp", "map", "map50", "agreement", "agreement50", "reference-boxes"]
+    assert header.split() == ["point", "bpp", "map", "map50", "agreement", "agreement50", "reference-boxes", "psnr-rgb"]
     assert json.loads(out.read_text())["entries"][0]["results"]["quality"] == [50]
