@@ -438,8 +438,8 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
 
     With ``jobs`` > 1 each run trains in a worker process with ``1/jobs`` of this process's
     threads, its output going to ``runs/<run>/train.log``: small codecs use threads poorly,
-    so on 2 cores two one-thread runs at once finish ~1.3–1.5x sooner than one after the
-    other with two threads each. Results match a one-job run up to float rounding (thread
+    so on 2 cores two one-thread runs at once finish ~1.5x sooner than one after the
+    other with two threads each (``benchmarks/bench_experiment_jobs.py``). Results match a one-job run up to float rounding (thread
     counts change the order of sums); finished runs are reused either way.
     """
     _check_jobs(jobs)
