@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from mocodec.errors import ConfigError
+from mocodec.errors import ConfigError, MocodecError
 
 Log = Callable[[str], None]
 RECIPE_VERSION = 1
@@ -452,6 +452,7 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
         return {r.name: done[r.name] for r in runs}
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     import torch
 
@@ -467,7 +468,11 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
                 finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                 for future in finished:
                     run = futures[future]
-                    done[run.name] = future.result()  # a run's error: the pool stops (below), then it is raised
+                    try:
+                        done[run.name] = future.result()  # a run's error: the pool stops (below), then it is raised
+                    except BrokenProcessPool:
+                        raise MocodecError("a training worker stopped abruptly (killed, or out of memory?); the unfinished runs' "
+                                           f"output is in {out / 'runs' / '<run>' / 'train.log'}; rerun the same command to resume") from None
                     log(f"[{len(done)}/{len(runs)}] {run.name} done ({done[run.name]['wall_time']:.0f} s)")
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # runs already training finish and stay reusable
