@@ -6,7 +6,9 @@ classic baselines drawn beside. :func:`run_experiment` then
 
 1. **trains** every (codec, term, λ, seed) run with ``mocodec train``'s own LightningCLI
    (:func:`mocodec.training.run_cli`), all for the same number of steps (runs are compared
-   at equal steps, not equal wall time). Each run's exact training config is written to
+   at equal steps, not equal wall time), after the bases of codecs with ``pretrain``
+   (:class:`PretrainEntry`: one per seed, every compared run of that codec and seed starts
+   from it), ``--jobs`` of them at a time (:func:`train_runs`). Each run's exact training config is written to
    ``runs/<run>/train.yaml``; a finished run (``done.json`` with the same config digest)
    is reused, an interrupted one resumes from its ``last.ckpt``. Terms are balanced with
    :class:`~mocodec.losses.RateDistortionLoss`'s mechanism (``balance_warmup``: after the
