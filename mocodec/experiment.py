@@ -441,15 +441,16 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
     With ``jobs`` > 1 each run trains in a worker process with ``1/jobs`` of this process's
     threads, its output going to ``runs/<run>/train.log``: small codecs use threads poorly,
     so on 2 cores two one-thread runs at once finish ~1.5x sooner than one after the
-    other with two threads each (``benchmarks/bench_experiment_jobs.py``). Results match a one-job run up to float rounding (thread
-    counts change the order of sums); finished runs are reused either way.
+    other with two threads each (``benchmarks/bench_experiment_jobs.py``). Results match a
+    one-job run up to float rounding (thread counts change the order of sums); finished runs
+    are reused either way. Progress lines count against all of ``runs``, finished ones included.
     """
     _check_jobs(jobs)
     pending = [r for r in runs if not (out / "runs" / r.name / "done.json").is_file()]
     done = {r.name: train_run(r, recipe, out, log) for r in runs if r not in pending}  # checks their digests
     if jobs == 1 or len(pending) < 2:
-        for i, run in enumerate(pending, 1):
-            log(f"[{i}/{len(pending)}] {run.name}")
+        for run in pending:
+            log(f"[{len(done) + 1}/{len(runs)}] {run.name}")
             done[run.name] = train_run(run, recipe, out, log)
         return {r.name: done[r.name] for r in runs}
     import multiprocessing

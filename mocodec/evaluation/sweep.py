@@ -336,13 +336,14 @@ def judge_chunk(task: Task, chunk: Sequence[_Loaded], codecs: dict[RatePoint, nn
         by_size[tuple(item.x.shape)].append(item)
     out: dict[RatePoint, list[dict[str, Any]]] = defaultdict(list)
     for group in by_size.values():
-        references = task.reference(torch.stack([item.x for item in group]))  # once per image, for every rate
+        originals = torch.stack([item.x for item in group])
+        references = task.reference(originals)  # once per image, for every rate
         for point in dict.fromkeys(p for item in group for p in item.todo):
             members = [i for i, item in enumerate(group) if point in item.todo]
             coded = [code_image(codecs[point], group[i].x, group[i].info, estimate=False) for i in members]
             decoded = torch.stack([quantize_8bit(c.x_hat) for c in coded])
             records = task.compare([references[i] for i in members], decoded, [group[i].sample.target for i in members])
-            psnrs = psnr(decoded, torch.stack([group[i].x for i in members])).tolist()
+            psnrs = psnr(decoded, originals[members]).tolist()
             for i, c, value, record in zip(members, coded, psnrs, records):
                 out[point].append({
                     "id": group[i].sample.id, "point": point.point, "quality": int(codecs[point].quality),
