@@ -31,7 +31,8 @@ from mocodec.data.io import read_image
 from mocodec.errors import ConfigError
 from mocodec.iqa.correlation import correlate, finite_scores, orient
 from mocodec.iqa.datasets import PairDataset, ScoredDataset
-from mocodec.iqa.significance import Resampler, bootstrap_interval, bootstrap_p_value, wilcoxon_p_value
+from mocodec.iqa.significance import wilcoxon_p_value
+from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 from mocodec.iqa.twoafc import twoafc
 
 Progress = Callable[[Iterable, int, str], Iterable]

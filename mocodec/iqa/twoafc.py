@@ -8,7 +8,7 @@ pairs formed from scored images). The metric prefers A (``m = 1``), B (``m = 0``
     2AFC = p·m + (1 − p)·(1 − m)
 
 and the dataset figure is the mean, with a bootstrap 95% interval (see
-:mod:`mocodec.iqa.significance`; resampling whole references when ``groups`` is given).
+:mod:`mocodec.utils.bootstrap`; resampling whole references when ``groups`` is given).
 A metric that always ties scores 0.5; a perfect one scores the mean of max(p, 1 − p).
 """
 
@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from mocodec.errors import ConfigError
-from mocodec.iqa.significance import Interval, Resampler, bootstrap_interval
+from mocodec.utils.bootstrap import Interval, Resampler, bootstrap_interval
 
 
 def metric_preference(score_a: Sequence[float], score_b: Sequence[float], higher_is_better: bool = True) -> np.ndarray:

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from mocodec.errors import ConfigError
-from mocodec.iqa.significance import Resampler, bootstrap_interval, bootstrap_p_value, wilcoxon_p_value
+from mocodec.iqa.significance import wilcoxon_p_value
+from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 from mocodec.iqa.twoafc import metric_preference, twoafc
 
 
