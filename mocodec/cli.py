@@ -106,13 +106,19 @@ def decompress(args: argparse.Namespace) -> None:
 
 
 def _eval_rd_args(p: argparse.ArgumentParser) -> None:
-    _codec_args(p)
-    p.add_argument("--qualities", default="1-8", help="e.g. 1-8, or 10,30,50 for jpeg/webp/avif")
+    p.add_argument("--codec", default=None, help="registry name (see `mocodec list`; default bmshj2018-hyperprior, or the checkpoint's own)")
+    p.add_argument("--checkpoint", default=None, help="trained weights: one rate point (a glob of several files: one point each)")
+    p.add_argument("--pretrained", action="store_true", help="use the published weights (downloaded once, cached)")
+    p.add_argument("--qualities", default=None, help="e.g. 1-8 (the default for learned codecs), or 10,30,50 for jpeg/webp/avif")
     p.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
-    p.add_argument("--out", required=True, help="results JSON (CompressAI's schema + per-image records)")
+    p.add_argument("--out", required=True, help="results JSON (one curve per codec, each in CompressAI's schema, plus per-image records); "
+                                                "an existing file of the same run is resumed")
+    p.add_argument("--fidelity", default="psnr-rgb,ms-ssim,bpp-estimated", help="what to measure of each decoded image: "
+                   "psnr-rgb, ms-ssim, bpp-estimated (the likelihood rate of learned codecs), or none")
     p.add_argument("--plot", default=None, help="RD plot to write (.png/.pdf)")
-    p.add_argument("--compare", nargs="*", default=[], help="other results JSON files to draw beside")
-    p.add_argument("--force", action="store_true", help="overwrite --out/--plot if they exist")
+    p.add_argument("--compare", nargs="*", default=[], help="other results JSON files (e.g. CompressAI's published curves) to draw beside")
+    p.add_argument("--chunk-size", type=int, default=16, help="images read and coded together")
+    p.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
     _scale_out_args(p)
 
 
@@ -122,66 +128,69 @@ def _scale_out_args(p: argparse.ArgumentParser) -> None:
                    help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`")
 
 
-def _split_run(args: argparse.Namespace):
-    """Whether ``args`` ask for a split run: (this run's --shard or None, True when processes are launched/joined)."""
+def _rd_curve_text(args: argparse.Namespace) -> str:
+    """The one curve eval-rd codes, in eval-task's --codecs syntax."""
     from mocodec.errors import ConfigError
-    from mocodec.evaluation.distributed import Shard
 
-    shard = Shard.parse(args.shard) if args.shard else None
-    launched = args.devices > 1 or Shard.from_environment() is not None
-    if shard is not None and launched:
-        raise ConfigError("--shard runs one shard in this process; drop --devices (and torchrun), or drop --shard")
-    return shard, launched
+    if args.checkpoint and (args.pretrained or args.qualities):
+        raise ConfigError("a checkpoint is one rate point (its quality is recorded in the file): drop --pretrained/--qualities, "
+                          "or give several checkpoints with a glob")
+    if args.checkpoint:
+        return f"{args.codec}:{args.checkpoint}" if args.codec else f"ckpt:{args.checkpoint}"
+    codec = args.codec or "bmshj2018-hyperprior"
+    return f"{codec}@pretrained" if args.pretrained else codec
+
+
+def _run_sweep(args: argparse.Namespace, make_task, curves, dataset_options: dict, fidelity) -> dict | None:
+    """Run (or resume) the sweep of ``args`` in this process, in --devices processes or as a --shard; the document."""
+    from mocodec.evaluation.shards import split_run
+    from mocodec.evaluation.sweep import evaluate, evaluate_split
+
+    shard, launched = split_run(args.shard, args.devices)
+    options = dict(fidelity=fidelity, chunk_size=args.chunk_size, progress=_progress)
+    if launched:
+        return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)
+    return evaluate(make_task(), curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard, **options).doc
+
+
+def _print_entries(doc: dict) -> None:
+    from mocodec.utils.tables import to_text
+
+    task = [m for m in doc["metrics"] if m not in doc["fidelity"] and any(v is not None for e in doc["entries"] for v in e["results"].get(m, []))]
+    shown = ["point", "quality", "bpp", *doc["fidelity"], *task, "encoding_time", "decoding_time"]
+    for entry in doc["entries"]:
+        print(f"== {entry['name']}")
+        res = entry["results"]
+        rows = [{c: res[c][i] for c in shown if c in res} for i in range(len(res.get("point", [])))]
+        print(to_text(rows, [c for c in shown if c in res]), end="")
+    if doc["skipped"]:
+        print(f"skipped {len(doc['skipped'])} unreadable image(s):", file=sys.stderr)
+        for s in doc["skipped"]:
+            print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
 
 
 @command("eval-rd", "rate-distortion (file bpp, PSNR, MS-SSIM, times) of a codec over qualities", _eval_rd_args)
 def eval_rd(args: argparse.Namespace) -> None:
-    from mocodec.evaluation.coding import CodecSpec, parse_qualities
-    from mocodec.evaluation.plots import plot_curves
-    from mocodec.evaluation.rd import eval_rd as run
-    from mocodec.evaluation.results import read_results, write_results
+    from mocodec.evaluation.metrics import parse_fidelity
+    from mocodec.evaluation.plan import plan_curves
+    from mocodec.evaluation.plots import plot_results
+    from mocodec.evaluation.results import read_curves
+    from mocodec.evaluation.sweep import FidelityOnly
     from mocodec.files import check_writable
 
-    out = check_writable(args.out, args.force)
-    plot = check_writable(args.plot, args.force) if args.plot else None
-    others = [read_results(p) for p in args.compare]
-    if args.checkpoint:
-        spec = CodecSpec(args.codec, checkpoint=args.checkpoint, label=f"{args.codec}:{Path(args.checkpoint).stem}")
-    else:
-        spec = CodecSpec(args.codec, pretrained=args.pretrained, label=args.codec)
-    shard, launched = _split_run(args)
-    if launched:
-        import functools
-
-        from mocodec.evaluation.distributed import run_sharded
-        from mocodec.evaluation.rd import eval_rd_shard
-
-        results = run_sharded(functools.partial(eval_rd_shard, spec, parse_qualities(args.qualities), args.dataset, progress=_progress),
-                              out, args.devices)
-        if results is None:  # a torchrun rank other than 0: rank 0 reports
-            return
-    else:
-        results = run(spec, parse_qualities(args.qualities), args.dataset, progress=_progress, shard=shard)
-        write_results(out, results)
-    _print_table(results, ("quality", "bpp", "bpp-estimated", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time"))
-    for path, why in results.get("skipped", []):
-        print(f"skipped {path}: {why}", file=sys.stderr)
+    fidelity = parse_fidelity(args.fidelity)
+    resuming = Path(args.out).is_file() and not args.force  # an unrelated file is refused by the sweep
+    plot = check_writable(args.plot, args.force or resuming) if args.plot else None
+    others = read_curves(args.compare)[0] if args.compare else []
+    curves = plan_curves([_rd_curve_text(args)], [args.qualities] if args.qualities else [])
+    doc = _run_sweep(args, FidelityOnly, curves, {}, fidelity)
+    if doc is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    _print_entries(doc)
     if plot:
-        plot_curves([results, *others], plot, metrics=("psnr-rgb", "ms-ssim"))
+        plot_results(doc, plot, others=others)
         print(f"plot: {plot}")
-    print(f"results: {out}")
-
-
-def _print_table(results: dict, columns: Sequence[str]) -> None:
-    res = results["results"]
-    cols = [c for c in columns if c in res]
-    print(" ".join(f"{c:>14}" for c in cols))
-    for i in range(len(res["quality"])):
-        cells = []
-        for c in cols:
-            v = res[c][i]
-            cells.append(f"{v:>14.4f}" if isinstance(v, float) else f"{str(v):>14}")
-        print(" ".join(cells))
+    print(f"results: {args.out}{' (resumed)' if resuming else ''}")
 
 
 # --------------------------------------------------------------------------- score
@@ -472,6 +481,8 @@ def _eval_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchor", default=None, help="curve the BD table compares against (default: the first)")
     p.add_argument("--bd-metric", default="agreement", help="metric of the BD table (default: agreement)")
     p.add_argument("--bd-method", default="pchip", help="BD interpolation: pchip, akima or cubic")
+    p.add_argument("--fidelity", default="psnr-rgb,ms-ssim", help="what to measure of each decoded image besides the task: "
+                   "psnr-rgb, ms-ssim, bpp-estimated, or none")
     p.add_argument("--chunk-size", type=int, default=16, help="images read and judged together")
     _scale_out_args(p)
     p.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
@@ -479,54 +490,41 @@ def _eval_task_args(p: argparse.ArgumentParser) -> None:
 
 @command("eval-task", "rate-task curves: code a dataset at many rates, judge the decoded images with a task", _eval_task_args)
 def eval_task(args: argparse.Namespace) -> None:
-    from mocodec.evaluation.plots import plot_rate_task
-    from mocodec.evaluation.sweep import create_task_from_options, evaluate_task, plan_curves
+    import functools
+
+    from mocodec.evaluation.metrics import parse_fidelity
+    from mocodec.evaluation.plan import plan_curves
+    from mocodec.evaluation.plots import plot_results
+    from mocodec.evaluation.sweep import create_task_from_options
     from mocodec.files import check_writable
 
     options = _key_values(args.task_option, "--task-option")
     options.update({k: v for k, v in (("model", args.model), ("weights", args.weights), ("device", args.device)) if v is not None})
     if args.random_init:
         options["pretrained"] = False
+    fidelity = parse_fidelity(args.fidelity)
     curves = plan_curves(args.codecs or ["jpeg,webp"], args.qualities)
-    resuming = Path(args.out).is_file() and not args.force  # an unrelated file is refused by evaluate_task
+    resuming = Path(args.out).is_file() and not args.force  # an unrelated file is refused by the sweep
     plot = check_writable(args.plot, args.force or resuming) if args.plot else None
-    task = create_task_from_options(args.task, options)
-    dataset_options = _key_values(args.dataset_option, "--dataset-option")
-    shard, launched = _split_run(args)
-    if launched:
-        import functools
-
-        from mocodec.evaluation.distributed import run_sharded
-        from mocodec.evaluation.sweep import evaluate_task_shard
-
-        make_task = functools.partial(create_task_from_options, args.task, options)  # each process builds its own judge
-        doc = run_sharded(functools.partial(evaluate_task_shard, make_task, curves, args.out, args.dataset, dataset_options, args.force,
-                                            chunk_size=args.chunk_size, progress=_progress), args.out, args.devices)
-        if doc is None:  # a torchrun rank other than 0: rank 0 reports
-            return
-    else:
-        doc = evaluate_task(task, curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard,
-                            chunk_size=args.chunk_size, progress=_progress).doc
-    shown = [m for m in doc["metrics"] if any(v is not None for e in doc["entries"] for v in e["results"].get(m, []))]
-    for entry in doc["entries"]:
-        print(f"== {entry['name']}")
-        _print_table(entry, ("point", "bpp", *shown))
-    if doc["skipped"]:
-        print(f"skipped {len(doc['skipped'])} unreadable image(s):", file=sys.stderr)
-        for s in doc["skipped"]:
-            print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+    make_task = functools.partial(create_task_from_options, args.task, options)  # each process builds its own judge
+    make_task()  # bad task options fail here, before any process starts
+    doc = _run_sweep(args, make_task, curves, _key_values(args.dataset_option, "--dataset-option"), fidelity)
+    if doc is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    _print_entries(doc)
+    shown = [m for m, meta in doc["metrics"].items() if any(v is not None for e in doc["entries"] for v in e["results"].get(m, []))]
     if len(doc["entries"]) > 1 and args.bd_metric in shown:
         _print_bd(doc["entries"], args.anchor, args.bd_metric, args.bd_method, doc["metrics"][args.bd_metric]["higher_is_better"])
     if plot:
-        plot_rate_task(doc, plot)
+        plot_results(doc, plot)
         print(f"plot: {plot}")
     print(f"results: {args.out}{' (resumed)' if resuming else ''}")
 
 
-def _print_bd(entries, anchor, metric: str, method: str, higher_is_better: bool) -> None:
-    from mocodec.evaluation.bd import bd_table, format_table
+def _print_bd(entries, anchor, metric: str, method: str, higher_is_better: bool, min_points: int | None = None) -> None:
+    from mocodec.evaluation.bd import MIN_POINTS, bd_table, format_table
 
-    rows = bd_table(entries, anchor, metric, method, higher_is_better)
+    rows = bd_table(entries, anchor, metric, method, higher_is_better, min_points=min_points or MIN_POINTS)
     print(format_table(rows, anchor or entries[0]["name"], metric, method))
 
 
@@ -535,7 +533,8 @@ def _bd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="agreement", help="metric to compare at equal rate / rate at equal metric (default: agreement)")
     p.add_argument("--anchor", default=None, help="curve name to compare against (default: the first)")
     p.add_argument("--method", default="pchip", help="interpolation: pchip (default), akima or cubic")
-    p.add_argument("--lower-is-better", action="store_true", help="the metric improves downwards (eval-task files say so themselves)")
+    p.add_argument("--lower-is-better", action="store_true", help="the metric improves downwards (mocodec results files say so themselves)")
+    p.add_argument("--min-points", type=int, default=None, help="points each curve needs (default 4; fewer gives a curve of straight segments)")
 
 
 @command("bd", "BD-rate and BD-metric of rate curves against an anchor curve", _bd_args)
@@ -543,7 +542,8 @@ def bd(args: argparse.Namespace) -> None:
     from mocodec.evaluation.bd import load_curves
 
     entries, higher = load_curves(args.results, args.metric)
-    _print_bd(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True))
+    _print_bd(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True),
+              args.min_points)
 
 
 # --------------------------------------------------------------------------- merge
@@ -557,14 +557,14 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
 
 @command("merge", "merge eval-task / eval-rd results of disjoint images (the files of --shard runs) into one file", _merge_args)
 def merge(args: argparse.Namespace) -> None:
-    from mocodec.evaluation.distributed import merge_files
     from mocodec.evaluation.results import write_results
+    from mocodec.evaluation.sweep import merge_files
     from mocodec.files import check_writable
 
     out = check_writable(args.out, args.force)
     merged = merge_files(args.inputs)
     write_results(out, merged)
-    entries = merged.get("entries", [merged])
+    entries = merged["entries"]
     print(f"{out}: {sum(len(e['per_image']) for e in entries)} per-image records of {len(entries)} curve(s) from {len(args.inputs)} files")
 
 

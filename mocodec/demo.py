@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
-from mocodec.cli import _guard, _print_table, _progress
+from mocodec.cli import _guard, _print_entries, _progress
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
 CLASSIC_QUALITIES = [10, 30, 50, 75, 90]
@@ -40,29 +38,22 @@ def train(config: Path, run_dir: Path) -> Path:
 
 def run(out: Path, config: Path, checkpoints: list[str], skip_training: bool) -> None:
     from mocodec.data.embedded import write_split
-    from mocodec.evaluation.coding import CodecSpec
-    from mocodec.evaluation.plots import plot_curves
-    from mocodec.evaluation.rd import eval_rd
-    from mocodec.evaluation.results import write_results
+    from mocodec.evaluation.plan import plan_curves
+    from mocodec.evaluation.plots import plot_results
+    from mocodec.evaluation.sweep import FidelityOnly, evaluate
 
-    learned = [CodecSpec.parse(f"ckpt:{c}") for c in checkpoints]
+    learned = list(checkpoints)
     if not skip_training:
-        trained = CodecSpec.parse(f"ckpt:{train(config, out / 'train')}")
-        learned.insert(0, replace(trained, label=f"{trained.name} ({config.stem}, trained here)"))
+        learned.insert(0, f"{config.stem}=ckpt:{train(config, out / 'train')}")
     # A checkpoint holds one codec: one quality (recorded in the file), one RD point.
-    specs = [(spec, [1]) for spec in learned]
-    specs += [(CodecSpec("jpeg", label="jpeg"), CLASSIC_QUALITIES), (CodecSpec("webp", label="webp"), CLASSIC_QUALITIES)]
+    curves = plan_curves([*learned, "jpeg", "webp"], [f"classic={','.join(map(str, CLASSIC_QUALITIES))}"])
     images = out / "images"
     write_split(images, "val")
-    entries = []
-    for spec, qualities in specs:
-        results = eval_rd(spec, qualities, images, progress=_progress)
-        write_results(out / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.label).strip('_')}.json", results)
-        print(f"== {spec.label}")
-        _print_table(results, ("quality", "bpp", "bpp-estimated", "psnr-rgb", "ms-ssim"))
-        entries.append(results)
-    plot = plot_curves(entries, out / "rd.png", metrics=("psnr-rgb", "ms-ssim"), title="held-out embedded photographs")
-    print(f"RD plot: {plot}\nresults: {out}/*.json")
+    doc = evaluate(FidelityOnly(), curves, out / "rd.json", images, fidelity=("psnr-rgb", "ms-ssim", "bpp-estimated"),
+                   progress=_progress).doc
+    _print_entries(doc)
+    plot = plot_results(doc, out / "rd.png", title="held-out embedded photographs")
+    print(f"RD plot: {plot}\nresults: {out / 'rd.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:

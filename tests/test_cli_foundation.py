@@ -139,18 +139,41 @@ def test_eval_rd_console_script(tmp_path, astronaut, cli):
     (data / "broken.png").write_bytes(b"\x89PNG broken")
     res = cli("eval-rd", "--codec", "jpeg", "--qualities", "20,80", "--dataset", str(data), "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "rd.png"))
     assert res.returncode == 0, res.stderr
-    results = json.loads((tmp_path / "r.json").read_text())
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert (doc["mocodec"], doc["task"], doc["fidelity"]) == ("results", {"name": "fidelity"}, ["psnr-rgb", "ms-ssim", "bpp-estimated"])
+    (results,) = doc["entries"]  # one curve, in CompressAI's schema
     assert results["name"] == "jpeg"
     r = results["results"]
     assert r["quality"] == [20, 80] and r["num_images"] == [2, 2]
     assert set(r) >= {"bpp", "bpp-estimated", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time"}
     assert r["bpp"][0] < r["bpp"][1] and r["psnr-rgb"][0] < r["psnr-rgb"][1]
-    assert len(results["per_image"]) == 4 and results["skipped"][0][0].endswith("broken.png")
+    assert r["bpp-estimated"] == [None, None]  # JPEG has no likelihoods
+    assert len(results["per_image"]) == 4 and doc["skipped"][0]["path"].endswith("broken.png")
     # the mean is the mean of the per-image records
     per = [p["bpp"] for p in results["per_image"] if p["quality"] == 20]
     assert r["bpp"][0] == pytest.approx(sum(per) / 2)
     assert (tmp_path / "rd.png").stat().st_size > 1000
     assert "skipped" in res.stderr and "broken.png" in res.stderr
+    again = cli("eval-rd", "--codec", "jpeg", "--qualities", "20,80,90", "--dataset", str(data), "--out", str(tmp_path / "r.json"))
+    assert again.returncode == 0 and again.stdout.splitlines()[-1] == f"results: {tmp_path / 'r.json'} (resumed)"
+    assert json.loads((tmp_path / "r.json").read_text())["entries"][0]["results"]["quality"] == [20, 80, 90]
+
+
+def test_eval_rd_of_a_checkpoint_is_one_point(tmp_path, astronaut, capsys):
+    """A checkpoint holds one codec: eval-rd codes it once, at the quality its file records, not at 8 qualities."""
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(astronaut[:64, :64]).save(data / "a.png")
+    ckpt = tmp_path / "trained.pth"
+    torch.save(codec_state(create_codec("bmshj2018-hyperprior", quality=2, N=8, M=12), {"N": 8, "M": 12}), ckpt)
+    code, out, err = run(capsys, "eval-rd", "--checkpoint", str(ckpt), "--dataset", str(data), "--out", str(tmp_path / "r.json"))
+    assert code == 0, err
+    entry = json.loads((tmp_path / "r.json").read_text())["entries"][0]
+    assert (entry["name"], entry["results"]["point"], entry["results"]["quality"]) == ("trained", ["trained"], [2])
+    assert entry["results"]["bpp-estimated"][0] > 0
+    code, _, err = run(capsys, "eval-rd", "--checkpoint", str(ckpt), "--qualities", "1-8", "--dataset", str(data), "--out", str(tmp_path / "s.json"))
+    assert code == 2 and err == ("mocodec: error: a checkpoint is one rate point (its quality is recorded in the file): "
+                                 "drop --pretrained/--qualities, or give several checkpoints with a glob")
 
 
 def test_eval_rd_empty_folder(tmp_path, capsys):

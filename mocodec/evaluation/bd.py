@@ -9,7 +9,11 @@
 
 Interpolation: ``pchip`` (default; the JCT-VC/JVET common-test-conditions sheets),
 ``akima``, or ``cubic`` (Bjøntegaard's original third-order polynomial fit, which
-needs four points and misbehaves on some curves).
+misbehaves on some curves). Every curve needs at least :data:`MIN_POINTS` (4, as the
+common test conditions use) points on its monotone front: two or three points would
+interpolate a straight line or a single bend and call it a curve. ``min_points`` lowers
+it deliberately (never below what the interpolation needs); a comparison without enough
+points, or whose curves share too little of their ranges, says so in its ``note``.
 
 Rate-task curves are measured, not designed: at a low rate an extra bit can leave
 accuracy flat or even lower it by noise, but interpolating "rate as a function of the
@@ -25,10 +29,15 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import bjontegaard
+
 from mocodec.errors import ConfigError
+from mocodec.evaluation.results import read_curves
+from mocodec.utils.tables import to_text
 
 METHODS = ("pchip", "akima", "cubic")
-MIN_POINTS = {"pchip": 2, "akima": 2, "cubic": 4}
+MIN_POINTS = 4  # points per curve a BD figure needs by default
+METHOD_POINTS = {"pchip": 2, "akima": 2, "cubic": 4}  # what each interpolation needs at the very least
 LOW_OVERLAP = 0.75  # the bjontegaard package's own warning threshold
 
 
@@ -83,8 +92,6 @@ def _check_method(method: str) -> None:
 def bd_rate(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float], test_metric: Sequence[float],
             method: str = "pchip", higher_is_better: bool = True) -> float:
     """Percent rate change of the test at equal metric; points must form monotone curves (see :func:`monotone_front`)."""
-    import bjontegaard
-
     _check_method(method)
     sign = 1.0 if higher_is_better else -1.0  # the package expects a metric that grows with the rate
     with warnings.catch_warnings():
@@ -96,8 +103,6 @@ def bd_rate(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_r
 def bd_metric(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float], test_metric: Sequence[float],
               method: str = "pchip") -> float:
     """Average ``test - anchor`` metric at equal rate (over the common log-rate range)."""
-    import bjontegaard
-
     _check_method(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,13 +120,17 @@ class BDResult:
     note: str = ""
 
 
-def compare(anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is_better: bool = True) -> BDResult:
-    """BD-rate and BD-metric of ``test`` against ``anchor``; nan with a note when they cannot be computed."""
+def compare(anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is_better: bool = True,
+            min_points: int = MIN_POINTS) -> BDResult:
+    """BD-rate and BD-metric of ``test`` against ``anchor``; nan with a note when they cannot be computed.
+
+    ``min_points``: monotone points each curve needs (default 4; at least what ``method`` needs).
+    """
     _check_method(method)
     ar, am = monotone_front(anchor.rate, anchor.metric, higher_is_better)
     tr, tm = monotone_front(test.rate, test.metric, higher_is_better)
     dropped = len(test.rate) - len(tr)
-    need = MIN_POINTS[method]
+    need = max(min_points, METHOD_POINTS[method])
     nan = float("nan")
     if len(ar) < need or len(tr) < need:
         few = anchor.name if len(ar) < need else test.name
@@ -145,7 +154,7 @@ def compare(anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is
 
 
 def bd_table(entries: Sequence[dict[str, Any]], anchor: str | None, metric: str, method: str = "pchip",
-             higher_is_better: bool = True, rate: str = "bpp") -> list[BDResult]:
+             higher_is_better: bool = True, rate: str = "bpp", min_points: int = MIN_POINTS) -> list[BDResult]:
     """Every entry against the entry named ``anchor`` (default: the first) on ``metric``."""
     if not entries:
         raise ConfigError("no results to compare")
@@ -154,39 +163,20 @@ def bd_table(entries: Sequence[dict[str, Any]], anchor: str | None, metric: str,
     if anchor not in names:
         raise ConfigError(f"anchor '{anchor}' is not among the curves: {', '.join(names)}")
     base = RateCurve.from_entry(entries[names.index(anchor)], metric, rate)
-    return [compare(base, RateCurve.from_entry(e, metric, rate), method, higher_is_better) for e in entries if e.get("name") != anchor]
+    return [compare(base, RateCurve.from_entry(e, metric, rate), method, higher_is_better, min_points)
+            for e in entries if e.get("name") != anchor]
 
 
 def format_table(rows: Sequence[BDResult], anchor: str, metric: str, method: str) -> str:
     """A plain-text table: one row per curve, BD-rate [%] and BD-<metric> against ``anchor``."""
     head = f"BD against {anchor} on {metric} ({method}); BD-rate < 0: fewer bits at equal {metric}"
-    width = max([len(r.name) for r in rows] + [5])
-    lines = [head, f"{'curve':<{width}}  {'points':>6}  {'BD-rate [%]':>11}  {'BD-' + metric:>14}  note"]
-    for r in rows:
-        lines.append(f"{r.name:<{width}}  {r.points:>6}  {r.bd_rate:>11.2f}  {r.bd_metric:>14.4g}  {r.note}".rstrip())
-    return "\n".join(lines)
+    table = [{"curve": r.name, "points": r.points, "BD-rate [%]": f"{r.bd_rate:.2f}", f"BD-{metric}": r.bd_metric, "note": r.note}
+             for r in rows]
+    return head + "\n" + to_text(table, ["curve", "points", "BD-rate [%]", f"BD-{metric}", "note"]).rstrip("\n")
 
 
 def load_curves(paths: Sequence[str], metric: str) -> tuple[list[dict[str, Any]], bool | None]:
-    """Entries of ``eval-task`` files and CompressAI-schema files, and ``metric``'s direction if a file states it."""
-    import json
-    from pathlib import Path
-
-    entries: list[dict[str, Any]] = []
-    direction: bool | None = None
-    for path in map(Path, paths):
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"results file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"results file {path} is not readable JSON ({type(exc).__name__}); check the file") from None
-        if isinstance(doc, dict) and isinstance(doc.get("entries"), list):  # an eval-task file
-            entries += doc["entries"]
-            meta = doc.get("metrics", {}).get(metric)
-            direction = meta.get("higher_is_better", direction) if meta else direction
-        elif isinstance(doc, dict) and "results" in doc:  # one CompressAI / eval-rd curve
-            entries.append(doc)
-        else:
-            raise ConfigError(f"results file {path} is neither an eval-task file nor in CompressAI's schema")
-    return entries, direction
+    """The curves of results files (any version) and CompressAI-schema files, and ``metric``'s direction if a file states it."""
+    entries, metrics = read_curves(paths)
+    meta = metrics.get(metric)
+    return entries, (bool(meta.get("higher_is_better", True)) if meta else None)

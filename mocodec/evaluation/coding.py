@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from mocodec import bitstream
 from mocodec.codecs import is_classic, load_codec
-from mocodec.data.io import ImageInfo, read_image
-from mocodec.errors import ConfigError, ImageReadError
+from mocodec.data.io import ImageInfo
+from mocodec.errors import ConfigError
 from mocodec.losses.rate_distortion import bpp_from_likelihoods
 
 
@@ -106,16 +106,3 @@ def code_image(codec: nn.Module, x: Tensor, info: ImageInfo | None = None, estim
     if estimate and hasattr(codec, "entropy_bottleneck"):
         est = float(bpp_from_likelihoods(codec(x.unsqueeze(0))["likelihoods"], num_pixels))
     return CodedImage(x_hat, len(data), 8 * len(data) / num_pixels, est, t1 - t0, t2 - t1)
-
-
-def iter_images(paths: Iterable[Path], skipped: list[tuple[str, str]] | None = None) -> Iterator[tuple[Path, Tensor, ImageInfo]]:
-    """Read images one at a time (memory flat in dataset size); unreadable ones are skipped and recorded."""
-    for path in paths:
-        try:
-            x, info = read_image(path)
-        except ImageReadError as exc:
-            if skipped is None:
-                raise
-            skipped.append((str(path), str(exc)))
-            continue
-        yield path, x, info

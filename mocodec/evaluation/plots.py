@@ -1,11 +1,13 @@
-"""Rate-distortion / rate-task figures with matplotlib (headless: the Agg backend).
+"""Rate-distortion and rate-task figures with matplotlib (headless: the Agg backend).
 
-- :func:`plot_curves`: CompressAI-schema results dicts, one panel per metric;
-- :func:`plot_rate_task`: ``eval-task`` results files (:mod:`mocodec.evaluation.sweep`),
-  one panel per (task, metric), axis labels and directions from the file itself.
-
-A curve keeps its colour in every panel, so one codec or distortion term reads the same
-across tasks. The format follows the file name (``.png``, ``.pdf``, ``.svg``).
+One path for every sweep: :func:`plot_results` draws one panel per (results file, metric)
+that varies with the rate -- PSNR and MS-SSIM of ``eval-rd``, every task metric and the
+fidelity metrics of ``eval-task`` -- with axis labels and directions from the metric
+declarations the file holds. Curves of other files (published CompressAI curves, earlier
+runs) are drawn beside in every panel that has their metric. A curve keeps its colour
+in every panel, so one codec or distortion term reads the same across tasks. The format
+follows the file name (``.png``, ``.pdf``, ``.svg``). :func:`plot_intervals` draws the
+averaged curves with interval bars of an experiment.
 """
 
 from __future__ import annotations
@@ -18,16 +20,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mocodec.errors import ConfigError
+from mocodec.evaluation.metrics import CODING, RATE
 from mocodec.files import atomic_write_bytes
 
-AXIS_LABELS = {
-    "bpp": "rate (bits per pixel, file size)",
-    "psnr-rgb": "PSNR (RGB) [dB]",
-    "ms-ssim": "MS-SSIM",
-}
+RATE_LABEL = CODING[0].label
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), its config under a temporary folder."""
     os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "mocodec-matplotlib"))
     import matplotlib
 
@@ -46,12 +46,14 @@ def _points(entry: dict[str, Any], x: str, metric: str) -> list[tuple[float, flo
     return sorted((a, b) for a, b in zip(res.get(x, []), res.get(metric, [])) if _number(a) and _number(b))
 
 
-def _draw(ax, entries: Sequence[dict[str, Any]], x: str, metric: str, xlabel: str, ylabel: str, colours: dict[str, Any] | None = None) -> None:
-    for entry in entries:
+def _draw(ax, entries: Sequence[dict[str, Any]], x: str, metric: str, xlabel: str, ylabel: str, colours: dict[str, Any] | None = None,
+          dashed: Sequence[dict[str, Any]] = ()) -> None:
+    for entry in [*entries, *dashed]:
         pts = _points(entry, x, metric)
         if pts:
             name = entry.get("name", "?")
-            ax.plot(*zip(*pts), marker="o", label=name, color=(colours or {}).get(name))
+            ax.plot(*zip(*pts), marker="o", markersize=4, label=name, color=(colours or {}).get(name),
+                    linestyle="--" if any(entry is d for d in dashed) else "-")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -72,27 +74,8 @@ def _save(plt, fig, out: str | Path) -> Path:
     return out
 
 
-def plot_curves(
-    entries: Sequence[dict[str, Any]],
-    out: str | Path,
-    metrics: Sequence[str] = ("psnr-rgb",),
-    x: str = "bpp",
-    title: str | None = None,
-    labels: dict[str, str] | None = None,
-) -> Path:
-    """One panel per metric, one curve per results entry; saved as PNG (or PDF by extension)."""
-    plt = _pyplot()
-    labels = {**AXIS_LABELS, **(labels or {})}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        _draw(ax, entries, x, metric, labels.get(x, x), labels.get(metric, metric))
-    if title:
-        fig.suptitle(title)
-    return _save(plt, fig, out)
-
-
 def rate_task_panels(documents: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> list[tuple[dict[str, Any], str]]:
-    """The (document, metric) pairs a rate-task figure shows.
+    """The (document, metric) pairs a figure shows.
 
     Every metric of each file that varies with the rate and has a value somewhere: metrics
     measured on the originals only (``reference``) and label-based metrics of an unlabeled
@@ -103,7 +86,7 @@ def rate_task_panels(documents: Sequence[dict[str, Any]], metrics: Sequence[str]
         for metric, meta in doc.get("metrics", {}).items():
             if meta.get("reference") or (metrics and metric not in metrics):
                 continue
-            if any(_points(e, "bpp", metric) for e in doc.get("entries", [])):
+            if any(_points(e, RATE, metric) for e in doc.get("entries", [])):
                 panels.append((doc, metric))
     if metrics:
         missing = [m for m in metrics if all(m != p[1] for p in panels)]
@@ -113,20 +96,25 @@ def rate_task_panels(documents: Sequence[dict[str, Any]], metrics: Sequence[str]
     return panels
 
 
-def plot_rate_task(
+def plot_results(
     results: dict[str, Any] | Sequence[dict[str, Any]],
     out: str | Path,
     metrics: Sequence[str] | None = None,
+    others: Sequence[dict[str, Any]] = (),
     title: str | None = None,
     columns: int = 3,
 ) -> Path:
-    """Rate-task figure of one or more ``eval-task`` results files: one panel per (task, metric)."""
+    """The figure of one or more results documents: one panel per (document, metric) that varies with the rate.
+
+    ``others``: curves of other files (CompressAI results dicts, e.g. published curves),
+    drawn dashed in every panel whose metric they have.
+    """
     documents = [results] if isinstance(results, dict) else list(results)
     panels = rate_task_panels(documents, metrics)
     if not panels:
-        raise ConfigError("the results hold no rate-task points to plot")
-    plt = _pyplot()
-    names = list(dict.fromkeys(e.get("name", "?") for d in documents for e in d.get("entries", [])))
+        raise ConfigError("the results hold no rate points to plot")
+    plt = pyplot()
+    names = list(dict.fromkeys([e.get("name", "?") for d in documents for e in d.get("entries", [])] + [e.get("name", "?") for e in others]))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours = {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
     columns = min(columns, len(panels))
@@ -135,7 +123,7 @@ def plot_rate_task(
     for ax, (doc, metric) in zip(axes.flat, panels):
         meta = doc["metrics"][metric]
         arrow = "↑" if meta.get("higher_is_better", True) else "↓"
-        _draw(ax, doc["entries"], "bpp", metric, AXIS_LABELS["bpp"], f"{meta.get('label', metric)} {arrow}", colours)
+        _draw(ax, doc["entries"], RATE, metric, RATE_LABEL, f"{meta.get('label', metric)} {arrow}", colours, dashed=others)
         task = doc.get("task", {})
         ax.set_title(" ".join(str(task[k]) for k in ("name", "model") if task.get(k)), fontsize=9)
     for ax in list(axes.flat)[len(panels):]:
@@ -157,7 +145,7 @@ def plot_intervals(
     ``metrics``: metric -> axis label. Trained curves are solid, baselines (``kind``
     ``baseline``) dashed; a missing interval end draws no bar.
     """
-    plt = _pyplot()
+    plt = pyplot()
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, (metric, label) in zip(axes[0], metrics.items()):
@@ -173,7 +161,7 @@ def plot_intervals(
             ax.errorbar([p["bpp"][0] for p in pts], [p[metric][0] for p in pts], xerr=spread("bpp"), yerr=spread(metric),
                         marker="o", markersize=4, capsize=2, color=cycle[i % len(cycle)],
                         linestyle="--" if curve.get("kind") == "baseline" else "-", label=curve["name"])
-        ax.set_xlabel(AXIS_LABELS["bpp"])
+        ax.set_xlabel(RATE_LABEL)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -22,7 +22,10 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from mocodec.errors import OutputExistsError
+from mocodec.evaluation.plots import pyplot
 from mocodec.evaluation.results import write_results
 from mocodec.files import atomic_write_bytes, atomic_write_text
 from mocodec.iqa.evaluate import DatasetReport
@@ -88,11 +91,7 @@ def markdown_section(report: DatasetReport) -> str:
 
 def bar_plot(report: DatasetReport, out: Path) -> Path:
     """One group of bars per metric, one bar per headline figure, with 95% interval whiskers."""
-    import numpy as np
-
-    from mocodec.evaluation.plots import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     metrics = [row["metric"] for row in report.rows]
     width = 0.8 / len(report.headline)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(metrics) + 1.5), 3.6))

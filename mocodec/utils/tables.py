@@ -49,10 +49,24 @@ def to_markdown(rows: Sequence[Row], columns: Sequence[str] | None = None, digit
 
 
 def to_text(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: int = 4) -> str:
-    """Right-aligned columns for a terminal, the header first."""
+    """Aligned columns for a terminal, the header first: numbers to the right, text to the left."""
     names = columns_of(rows, columns)
     cells = [[cell(row.get(c), digits) for c in names] for row in rows]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
-    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    numeric = [all(_numeric(row.get(c)) for row in rows) for c in names]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(names), *(line(r) for r in cells)]) + "\n"
+
+
+def _numeric(value: Any) -> bool:
+    """Whether a cell holds a number (or a number already formatted, or nothing): such columns align right."""
+    if value is None or isinstance(value, (int, float)):
+        return True
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True

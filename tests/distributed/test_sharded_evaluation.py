@@ -9,11 +9,10 @@ import pytest
 from PIL import Image
 
 from mocodec.errors import ConfigError, OutputExistsError
-from mocodec.evaluation.coding import CodecSpec
-from mocodec.evaluation.distributed import Shard, merge_files, merge_results
-from mocodec.evaluation.rd import eval_rd
-from mocodec.evaluation.results import write_results
-from mocodec.evaluation.sweep import evaluate_task, plan_curves
+from mocodec.evaluation.plan import plan_curves
+from mocodec.evaluation.results import merge_documents, write_results
+from mocodec.evaluation.shards import Shard
+from mocodec.evaluation.sweep import FidelityOnly, evaluate, merge_files
 from mocodec.tasks import create_task
 
 TIMES = ("encoding_time", "decoding_time")  # measured, so they differ between any two runs
@@ -78,14 +77,14 @@ def _task_shards(tmp_path, images, judge, curves, count=2):
     paths = []
     for i in range(count):
         path = tmp_path / f"part{i}.json"
-        evaluate_task(judge, curves, path, images, shard=Shard(i, count), chunk_size=2)
+        evaluate(judge, curves, path, images, shard=Shard(i, count), chunk_size=2)
         paths.append(path)
     return paths
 
 
 def test_task_shards_merge_into_the_single_process_file(tmp_path, images, judge):
     curves = plan_curves(["jpeg"], ["jpeg=20,60"])
-    single = evaluate_task(judge, curves, tmp_path / "single.json", images, chunk_size=4).doc
+    single = evaluate(judge, curves, tmp_path / "single.json", images, chunk_size=4).doc
     paths = _task_shards(tmp_path, images, judge, curves)
     docs = [json.loads(p.read_text()) for p in paths]
     assert [d["shard"] for d in docs] == [{"index": 0, "count": 2}, {"index": 1, "count": 2}]
@@ -101,19 +100,25 @@ def test_task_shards_merge_into_the_single_process_file(tmp_path, images, judge)
 
 def test_resuming_a_shard_file_with_another_shard_is_refused(tmp_path, images, judge):
     curves = plan_curves(["jpeg"], ["jpeg=20"])
-    evaluate_task(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(0, 2))
+    evaluate(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(0, 2))
     with pytest.raises(OutputExistsError) as err:
-        evaluate_task(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(1, 2))
+        evaluate(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(1, 2))
     assert str(err.value) == (f"{tmp_path / 'part0-of-2.json'} holds the results of shard 0/2, not 1/2; "
                               "pass --force to overwrite it, or choose another --out")
 
 
+def eval_rd(codec: str, qualities: str, images: Path, out: Path, shard: Shard | None = None) -> dict:
+    """eval-rd's sweep: no judge, fidelity only."""
+    return evaluate(FidelityOnly(), plan_curves([codec], [qualities]), out, images, shard=shard,
+                    fidelity=("psnr-rgb", "ms-ssim", "bpp-estimated")).doc
+
+
 def test_rd_shards_merge_into_the_single_process_file(tmp_path, images):
-    spec = CodecSpec("jpeg", label="jpeg")
-    single = json.loads(json.dumps(eval_rd(spec, [20, 80], images)))
-    assert [r["image"] for r in single["per_image"][:5]] == ["sub/tile1.png", "sub/tile3.png", "tile0.png", "tile2.png", "tile4.png"]
-    parts = [(f"part{i}", json.loads(json.dumps(eval_rd(spec, [20, 80], images, shard=Shard(i, 2))))) for i in range(2)]
-    assert without_times(merge_results(parts)) == without_times(single)
+    single = json.loads(json.dumps(eval_rd("jpeg", "20,80", images, tmp_path / "single.json")))
+    ids = ["sub/tile1.png", "sub/tile3.png", "tile0.png", "tile2.png", "tile4.png"]
+    assert [r["id"] for r in single["entries"][0]["per_image"][:5]] == ids
+    parts = [(f"part{i}", json.loads(json.dumps(eval_rd("jpeg", "20,80", images, tmp_path / f"p{i}.json", Shard(i, 2))))) for i in range(2)]
+    assert without_times(merge_documents(parts, FidelityOnly().summarize)) == without_times(single)
 
 
 def _write(tmp_path, name, doc) -> str:
@@ -145,10 +150,12 @@ def test_bad_merges_fail_with_one_line(tmp_path, images, judge):
                                        "(jpeg weights ffff); merge files of one run")
     assert fails([a, str(tmp_path / "nowhere.json")]) == (f"results file {tmp_path / 'nowhere.json'} does not exist; "
                                                           "pass the files that eval-task/eval-rd wrote")
-    rd = _write(tmp_path, "rd.json", {**eval_rd(CodecSpec("jpeg", label="jpeg"), [20], images, shard=Shard(1, 2))})
-    assert fails([a, rd]) == "the files mix eval-task and eval-rd results; merge files of one command"
-    rd_webp = _write(tmp_path, "rd_webp.json", eval_rd(CodecSpec("webp", label="webp"), [20], images, shard=Shard(0, 2)))
-    assert fails([rd_webp, rd]) == f"{rd_webp} and {rd} hold different codecs (webp vs jpeg); merge files of one run"
+    rd = str(tmp_path / "rd.json")
+    eval_rd("jpeg", "20", images, tmp_path / "rd.json", Shard(1, 2))
+    assert fails([a, rd]).startswith(f"{a} and {rd} hold results of different tasks (")
+    rd_webp = str(tmp_path / "rd_webp.json")
+    eval_rd("webp", "20", images, tmp_path / "rd_webp.json", Shard(0, 2))
+    assert fails([rd_webp, rd]) == f"{rd_webp} and {rd} hold different curves (webp vs jpeg); merge files of one run"
 
 
 # --------------------------------------------------------------------------- command line
@@ -186,8 +193,8 @@ def test_cli_two_processes_equal_one(cli, tmp_path, images, monkeypatch):
     done = cli(*TASK_ARGS, "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "two.json"))
     assert done.returncode == 0, done.stderr
     assert without_times(json.loads((tmp_path / "two.json").read_text())) == without_times(single)
-    rd_single = eval_rd(CodecSpec("jpeg", label="jpeg"), [30], images)
+    rd_single = eval_rd("jpeg", "30", images, tmp_path / "rd_single.json")
     done = cli("eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "rd.json"))
     assert done.returncode == 0, done.stderr
     assert without_times(json.loads((tmp_path / "rd.json").read_text())) == without_times(rd_single)
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["rd.json", "single.json", "two.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["rd.json", "rd_single.json", "single.json", "two.json"]

@@ -93,12 +93,16 @@ def test_non_monotone_points_are_dropped_and_reported():
 
 
 def test_what_cannot_be_computed_is_nan_with_a_note():
-    anchor = RateCurve("jpeg", (0.1, 0.2, 0.4), (0.3, 0.5, 0.7))
-    assert compare(anchor, RateCurve("one", (0.3,), (0.6,))).note == "one: fewer than 2 monotone points for pchip"
-    far = compare(anchor, RateCurve("far", (4.0, 8.0), (0.9, 0.95)))
+    anchor = RateCurve("jpeg", (0.1, 0.2, 0.4, 0.8), (0.3, 0.5, 0.7, 0.8))
+    assert compare(anchor, RateCurve("one", (0.3,), (0.6,))).note == "one: fewer than 4 monotone points for pchip"
+    far = compare(anchor, RateCurve("far", (4.0, 8.0, 16.0, 32.0), (0.9, 0.95, 0.97, 0.98)))
     assert math.isnan(far.bd_rate) and math.isnan(far.bd_metric)
     assert far.note == "no common metric range; no common rate range"
-    assert compare(anchor, RateCurve("x", (0.1, 0.2, 0.4), (0.3, 0.5, 0.7)), "cubic").note == "jpeg: fewer than 4 monotone points for cubic"
+    three = RateCurve("three", (0.1, 0.2, 0.4), (0.3, 0.5, 0.7))
+    assert compare(anchor, three).note == "three: fewer than 4 monotone points for pchip"
+    # fewer points only when asked for, and never fewer than the interpolation needs
+    assert math.isfinite(compare(anchor, three, min_points=3).bd_rate)
+    assert compare(three, three, "cubic", min_points=2).note == "three: fewer than 4 monotone points for cubic"
 
 
 def test_table_against_an_anchor():
@@ -107,13 +111,14 @@ def test_table_against_an_anchor():
         {"name": "half", "results": {"bpp": [0.05, 0.1, 0.2], "agreement": [0.3, 0.5, 0.7]}},
         {"name": "none", "results": {"bpp": [0.1, 0.2], "agreement": [None, None]}},
     ]
-    rows = bd_table(entries, None, "agreement")
+    assert bd_table(entries, None, "agreement")[0].note == "jpeg: fewer than 4 monotone points for pchip"
+    rows = bd_table(entries, None, "agreement", min_points=2)
     assert [r.name for r in rows] == ["half", "none"]
     assert format_table(rows, "jpeg", "agreement", "pchip").splitlines() == [
         "BD against jpeg on agreement (pchip); BD-rate < 0: fewer bits at equal agreement",
-        "curve  points  BD-rate [%]    BD-agreement  note",
-        "half        3       -50.00             0.2  rate ranges overlap 33%",
-        "none        0          nan             nan  none: fewer than 2 monotone points for pchip",
+        "curve  points  BD-rate [%]  BD-agreement  note",
+        "half        3       -50.00           0.2  rate ranges overlap 33%",
+        "none        0          nan           nan  none: fewer than 2 monotone points for pchip",
     ]
 
 

