@@ -123,6 +123,8 @@ def _eval_rd_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scale_out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=0, help="coding processes (read, encode, decode, measure) feeding the judge; "
+                                                          "0: code in the judge's process")
     p.add_argument("--devices", type=int, default=1, help="split the images across this many processes and merge their results")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`")
@@ -147,7 +149,7 @@ def _run_sweep(args: argparse.Namespace, make_task, curves, dataset_options: dic
     from mocodec.evaluation.sweep import evaluate, evaluate_split
 
     shard, launched = split_run(args.shard, args.devices)
-    options = dict(fidelity=fidelity, chunk_size=args.chunk_size, progress=_progress)
+    options = dict(fidelity=fidelity, chunk_size=args.chunk_size, workers=args.workers, progress=_progress)
     if launched:
         return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)
     return evaluate(make_task(), curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard, **options).doc

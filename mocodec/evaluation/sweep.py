@@ -43,9 +43,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-from mocodec.data.io import ImageInfo, list_images, read_image
-from mocodec.errors import ConfigError, ImageReadError, OutputExistsError
+from mocodec.data.io import list_images, read_image
+from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image, quantize_8bit
 from mocodec.evaluation.metrics import FIDELITY, fidelity_records
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
@@ -132,26 +133,65 @@ def create_task_from_options(name: str, options: dict[str, Any]) -> Task:
 
 
 @dataclass
-class _Loaded:
+class _Coded:
+    """One image after the coding stage: the original, and per pending point its decoded image and measurements."""
+
     sample: Sample
-    x: Tensor
-    info: ImageInfo
-    todo: list[RatePoint]
+    x: Tensor | None  # None: the image could not be read (``skipped`` says why)
+    points: list[tuple[RatePoint, Tensor, dict[str, Any]]]  # (point, decoded 8-bit image, coding and fidelity record)
+    skipped: dict[str, str] | None = None
 
 
-def _read(samples: Iterable[tuple[Sample, list[RatePoint]]], skipped: list[dict[str, str]]) -> Iterator[_Loaded]:
-    for sample, todo in samples:
+class CodingStage(Dataset):
+    """Reading, coding and measuring of the pending work, one item per image: what coding workers do.
+
+    With ``workers`` > 0 a :class:`~torch.utils.data.DataLoader` runs it in that many
+    processes (one thread each) while the judge works in this one; items come back in order.
+    """
+
+    def __init__(self, work: Sequence[tuple[Sample, list[RatePoint]]], codecs: dict[RatePoint, nn.Module], fidelity: Sequence[str]):
+        self.work, self.codecs, self.fidelity = list(work), codecs, tuple(fidelity)
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def __getitem__(self, index: int) -> _Coded:
+        sample, todo = self.work[index]
         try:
             x, info = read_image(sample.path)
         except ImageReadError as exc:
-            skipped.append({"id": sample.id, "path": str(sample.path), "reason": str(exc)})
-            continue
-        yield _Loaded(sample, x, info, todo)
+            return _Coded(sample, None, [], {"id": sample.id, "path": str(sample.path), "reason": str(exc)})
+        estimate = "bpp-estimated" in self.fidelity
+        points = []
+        for point in todo:
+            coded = code_image(self.codecs[point], x, info, estimate=estimate)
+            decoded = quantize_8bit(coded.x_hat)
+            (measured,) = fidelity_records(decoded[None], x[None], self.fidelity)
+            record = {"id": sample.id, "point": point.point, "quality": int(self.codecs[point].quality), "bytes": coded.num_bytes,
+                      "bpp": coded.bpp, **({"bpp-estimated": coded.bpp_estimated} if estimate else {}), **measured,
+                      "encoding_time": coded.encoding_time, "decoding_time": coded.decoding_time}
+            points.append((point, decoded, record))
+        return _Coded(sample, x, points)
 
 
-def _chunks(items: Iterable[_Loaded], size: int) -> Iterator[list[_Loaded]]:
-    chunk: list[_Loaded] = []
+def _unbatched(item: _Coded) -> _Coded:
+    return item
+
+
+def coded_items(stage: CodingStage, workers: int = 0) -> Iterator[_Coded]:
+    """The stage's items in order: in this process (``workers`` 0), or from ``workers`` coding processes."""
+    if workers == 0:
+        yield from (stage[i] for i in range(len(stage)))
+        return
+    yield from DataLoader(stage, batch_size=None, num_workers=workers, collate_fn=_unbatched, prefetch_factor=4)
+
+
+def _chunks(items: Iterable[_Coded], size: int, skipped: list[dict[str, str]]) -> Iterator[list[_Coded]]:
+    chunk: list[_Coded] = []
     for item in items:
+        if item.skipped is not None:
+            skipped.append(item.skipped)
+            continue
         chunk.append(item)
         if len(chunk) == size:
             yield chunk
@@ -160,29 +200,22 @@ def _chunks(items: Iterable[_Loaded], size: int) -> Iterator[list[_Loaded]]:
         yield chunk
 
 
-def judge_chunk(task: Task, chunk: Sequence[_Loaded], codecs: dict[RatePoint, nn.Module],
-                fidelity: Sequence[str] = DEFAULT_FIDELITY) -> dict[RatePoint, list[dict[str, Any]]]:
-    """Code, decode, measure and judge every pending (image, point) of ``chunk``; the records per point."""
-    by_size: dict[tuple[int, ...], list[_Loaded]] = defaultdict(list)
+def judge_chunk(task: Task, chunk: Sequence[_Coded]) -> dict[RatePoint, list[dict[str, Any]]]:
+    """Judge every coded (image, point) of ``chunk``: the task's outputs on each original once, then per point; the records per point."""
+    by_size: dict[tuple[int, ...], list[_Coded]] = defaultdict(list)
     for item in chunk:
         by_size[tuple(item.x.shape)].append(item)
-    estimate = "bpp-estimated" in fidelity
     out: dict[RatePoint, list[dict[str, Any]]] = defaultdict(list)
     for group in by_size.values():
-        originals = torch.stack([item.x for item in group])
-        references = task.reference(originals)  # once per image, for every rate
-        for point in dict.fromkeys(p for item in group for p in item.todo):
-            members = [i for i, item in enumerate(group) if point in item.todo]
-            coded = [code_image(codecs[point], group[i].x, group[i].info, estimate=estimate) for i in members]
-            decoded = torch.stack([quantize_8bit(c.x_hat) for c in coded])
-            measured = fidelity_records(decoded, originals[members], fidelity)
-            judged = task.compare([references[i] for i in members], decoded, [group[i].sample.target for i in members])
-            for i, c, values, record in zip(members, coded, measured, judged):
-                out[point].append({
-                    "id": group[i].sample.id, "point": point.point, "quality": int(codecs[point].quality),
-                    "bytes": c.num_bytes, "bpp": c.bpp, **({"bpp-estimated": c.bpp_estimated} if estimate else {}), **values,
-                    "encoding_time": c.encoding_time, "decoding_time": c.decoding_time, **record,
-                })
+        references = task.reference(torch.stack([item.x for item in group]))  # once per image, for every rate
+        decoded_at: dict[RatePoint, list[tuple[int, Tensor, dict[str, Any]]]] = defaultdict(list)
+        for i, item in enumerate(group):
+            for point, decoded, record in item.points:
+                decoded_at[point].append((i, decoded, record))
+        for point, members in decoded_at.items():
+            decoded = torch.stack([d for _, d, _ in members])
+            judged = task.compare([references[i] for i, _, _ in members], decoded, [group[i].sample.target for i, _, _ in members])
+            out[point] += [{**record, **judgement} for (_, _, record), judgement in zip(members, judged)]
     return out
 
 
@@ -195,16 +228,21 @@ def run_sweep(
     *,
     codecs: dict[RatePoint, nn.Module] | None = None,
     chunk_size: int = 16,
+    workers: int = 0,
     save_interval: float = 30.0,
     progress: Progress | None = None,
 ) -> Results:
-    """Fill ``results`` with every (curve, point, sample) record it lacks; save to ``out`` as it goes."""
+    """Fill ``results`` with every (curve, point, sample) record it lacks; save to ``out`` as it goes.
+
+    ``workers``: coding processes beside this one (0: code here, between judgements).
+    """
     if not samples:
         raise ConfigError("the dataset holds no samples")
     if chunk_size < 1:
         raise ConfigError(f"chunk size must be >= 1, got {chunk_size}")
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
     codecs = codecs if codecs is not None else load_codecs(curves)
-    fidelity = results.doc["fidelity"]
     where = results.doc["dataset"].get("root") or "its offline default set"
     for curve in curves:
         results.entry(curve.label, curve.codec, f"{curve.label}: {task.name} {json.dumps(task.identity(), sort_keys=True)} on {where} "
@@ -214,17 +252,22 @@ def run_sweep(
     points = [p for c in curves for p in c.points]
     work = [(s, todo) for s in samples if (todo := [p for p in points if s.id not in results.done(p.curve, p.point)])]
     skipped: list[dict[str, str]] = []
-    items: Iterable[tuple[Sample, list[RatePoint]]] = work
+    items: Iterable[_Coded] = coded_items(CodingStage(work, codecs, results.doc["fidelity"]), workers)
     if progress is not None:
-        items = progress(work, len(work), f"{task.name}: {len(points)} rate points")
+        items = progress(items, len(work), f"{task.name}: {len(points)} rate points")
     last_save = time.monotonic()
     try:
-        for chunk in _chunks(_read(items, skipped), chunk_size):
-            for point, records in judge_chunk(task, chunk, codecs, fidelity).items():
+        for chunk in _chunks(items, chunk_size, skipped):
+            for point, records in judge_chunk(task, chunk).items():
                 results.add(point.curve, point.point, records)
             if out is not None and time.monotonic() - last_save > save_interval:
                 _finish(results, task, skipped, out)
                 last_save = time.monotonic()
+    except RuntimeError as exc:  # the DataLoader's word for a worker that died (raised wherever this process is then)
+        if not (workers and "DataLoader worker" in str(exc)):
+            raise
+        raise MocodecError(f"a coding worker stopped abruptly ({' '.join(str(exc).split())[:120]}); "
+                           "every finished record is saved: rerun the same command to resume") from None
     finally:  # an interrupted run keeps every finished record
         _finish(results, task, skipped, out)
     return results

@@ -342,3 +342,53 @@ def test_real_efficientnet_lite0_agreement_rises_with_jpeg_quality(tmp_path, mon
     assert agreement[0] < agreement[1] < agreement[2] and agreement[2] >= 0.8
     assert kl[0] > kl[1] > kl[2]
     assert all(math.isfinite(v) for v in res["bpp"])
+
+
+# --------------------------------------------------------------------------- coding workers
+
+
+def _without_times(records):
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+
+
+def test_coding_workers_give_the_records_of_one_process(tmp_path, images):
+    """Coding in worker processes (one thread each) while the judge works here: the same records, the same file."""
+    judge = create_task("classification", model="test_efficientnet", pretrained=False, batch_size=1)
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(codec_state(create_codec("bmshj2018-hyperprior", quality=1, **TINY_CODEC), TINY_CODEC), ckpt)
+    curves = plan_curves(["jpeg", f"tiny=ckpt:{ckpt}"], ["jpeg=20,60"])
+    inline = evaluate(judge, curves, tmp_path / "inline.json", images, chunk_size=2)
+    piped = evaluate(judge, curves, tmp_path / "piped.json", images, chunk_size=2, workers=2)
+    assert piped.doc["skipped"] == inline.doc["skipped"] and len(inline.doc["skipped"]) == 1
+    for a, b in zip(inline.entries, piped.entries):
+        assert [(r["id"], r["point"], r["bytes"]) for r in a["per_image"]] == [(r["id"], r["point"], r["bytes"]) for r in b["per_image"]]
+        for ra, rb in zip(_without_times(a["per_image"]), _without_times(b["per_image"])):
+            floats = [k for k, v in ra.items() if isinstance(v, float)]
+            assert {k: v for k, v in rb.items() if k not in floats} == {k: v for k, v in ra.items() if k not in floats}
+            # threads may change the last float bits of a learned codec's transforms or of MS-SSIM
+            assert [rb[k] for k in floats] == pytest.approx([ra[k] for k in floats], rel=1e-5, abs=1e-6)
+
+
+def test_a_killed_coding_worker_is_one_line_and_the_rerun_resumes(tmp_path, images, judge, monkeypatch):
+    import os
+    import signal
+
+    real = sweep.CodingStage.__getitem__
+
+    def dies_on_tile2(self, index):
+        if self.work[index][0].id == "tile2.png":
+            os.kill(os.getpid(), signal.SIGKILL)  # in the worker process (forked: it inherits this patch)
+        return real(self, index)
+
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sweep.CodingStage, "__getitem__", dies_on_tile2)
+    with pytest.raises(sweep.MocodecError) as err:
+        evaluate(judge, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=1, workers=1)
+    assert str(err.value).startswith("a coding worker stopped abruptly (")
+    assert str(err.value).endswith("every finished record is saved: rerun the same command to resume")
+    kept = {r["id"] for r in json.loads(out.read_text())["entries"][0]["per_image"]}
+    assert kept <= {"tile0.png", "tile1.png"}  # whatever was judged before the worker died (a race), nothing after it
+    monkeypatch.setattr(sweep.CodingStage, "__getitem__", real)
+    coded, _ = _counted(monkeypatch, judge)
+    done = evaluate(judge, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=1)
+    assert coded.call_count == 5 - len(kept) and done.entries[0]["results"]["num_images"] == [5]
