@@ -19,7 +19,9 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from mocodec.cli import _guard, _print_table, _progress
+from mocodec.commands import run_guarded
+from mocodec.commands.output import print_results_table
+from mocodec.utils.progress import progress_bar
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
 CLASSIC_QUALITIES = [10, 30, 50, 75, 90]
@@ -56,10 +58,10 @@ def run(out: Path, config: Path, checkpoints: list[str], skip_training: bool) ->
     write_split(images, "val")
     entries = []
     for spec, qualities in specs:
-        results = eval_rd(spec, qualities, images, progress=_progress)
+        results = eval_rd(spec, qualities, images, progress=progress_bar)
         write_results(out / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.label).strip('_')}.json", results)
         print(f"== {spec.label}")
-        _print_table(results, ("quality", "bpp", "bpp-estimated", "psnr-rgb", "ms-ssim"))
+        print_results_table(results, ("quality", "bpp", "bpp-estimated", "psnr-rgb", "ms-ssim"))
         entries.append(results)
     plot = plot_curves(entries, out / "rd.png", metrics=("psnr-rgb", "ms-ssim"), title="held-out embedded photographs")
     print(f"RD plot: {plot}\nresults: {out}/*.json")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", default=[], help="further learned codec checkpoint(s) to include")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    return _guard(lambda: run(args.out, args.config, args.checkpoint, args.skip_training))
+    return run_guarded(lambda: run(args.out, args.config, args.checkpoint, args.skip_training))
 
 
 if __name__ == "__main__":
