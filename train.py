@@ -1,6 +1,6 @@
 """Train a codec: ``python train.py fit --config configs/tiny_cpu.yaml`` (same as ``mocodec train``)."""
 import sys
 
-from mocodec.cli import main
+from mocodec.commands import main
 
 sys.exit(main(["train", *sys.argv[1:]]))

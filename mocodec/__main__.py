@@ -1,5 +1,7 @@
+"""``python -m mocodec``: the ``mocodec`` command line."""
+
 import sys
 
-from mocodec.cli import main
+from mocodec.commands import main
 
 sys.exit(main())

@@ -17,7 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-from mocodec.cli import _guard, _print_entries, _progress
+from mocodec.commands import run_guarded
+from mocodec.commands.output import print_entries
+from mocodec.utils.progress import progress_bar
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
 CLASSIC_QUALITIES = [10, 30, 50, 75, 90]
@@ -50,8 +52,8 @@ def run(out: Path, config: Path, checkpoints: list[str], skip_training: bool) ->
     images = out / "images"
     write_split(images, "val")
     doc = evaluate(FidelityOnly(), curves, out / "rd.json", images, fidelity=("psnr-rgb", "ms-ssim", "bpp-estimated"),
-                   progress=_progress).doc
-    _print_entries(doc)
+                   progress=progress_bar).doc
+    print_entries(doc)
     plot = plot_results(doc, out / "rd.png", title="held-out embedded photographs")
     print(f"RD plot: {plot}\nresults: {out / 'rd.json'}")
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", default=[], help="further learned codec checkpoint(s) to include")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    return _guard(lambda: run(args.out, args.config, args.checkpoint, args.skip_training))
+    return run_guarded(lambda: run(args.out, args.config, args.checkpoint, args.skip_training))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,28 @@
-"""`mocodec compress / decompress / eval-rd / list`: real runs and every bad-input case.
+"""The command line itself (its commands, entry points, start-up, ``train``'s hand-over) and
+`mocodec compress / decompress / eval-rd`: real runs and every bad-input case.
 
 Each command runs once through the real console script (subprocess); the many
-bad-input cases call ``mocodec.cli.main`` in-process, which is the same code path
+bad-input cases call ``mocodec.commands.main`` in-process, which is the same code path
 minus interpreter start-up, and assert the exact one-line message and exit status 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from unittest.mock import Mock
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from mocodec.cli import main
+from mocodec.commands import COMMANDS, main
+from mocodec.errors import ConfigError
 from mocodec.codecs import codec_state, create_codec
 
 
@@ -25,10 +33,60 @@ def photo(tmp_path, astronaut):
     return path
 
 
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = {"torch", "compressai", "transformers", "ultralytics"}
+
+
 def run(capsys, *args):
     code = main(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err.strip()
+
+
+# --------------------------------------------------------------------------- the command line itself
+
+
+def test_help_lists_every_command(cli):
+    res = cli("--help")
+    assert res.returncode == 0, res.stderr
+    listed = {line.split()[0] for line in res.stdout.splitlines() if line.startswith("    ") and not line.startswith("      ")}
+    assert listed == {module.NAME for module in COMMANDS}
+    assert listed >= {"compress", "decompress", "eval-rd", "eval-task", "score", "export", "train", "pcmp", "iqa", "bd", "merge",
+                      "experiment", "list"}
+
+
+def test_entry_points_and_a_help_that_imports_nothing_heavy():
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"] == {"mocodec": "mocodec.commands:main"}
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "mocodec", "--help"], capture_output=True, text=True,
+                         env=os.environ.copy(), timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("usage: mocodec "), res.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "mocodec.commands" in imported and not imported & HEAVY, sorted(imported & HEAVY)
+
+
+def test_train_hands_every_argument_to_lightning_cli(monkeypatch):
+    lightning = Mock(return_value=None)
+    monkeypatch.setattr("mocodec.training.cli_main", lightning)
+    for argv in (["fit", "--config", "X.yaml", "--model.lmbda", "0.01"], ["--help"], ["fit", "-c", "X.yaml", "--trainer.max_epochs=2"], []):
+        assert main(["train", *argv]) == 0
+        lightning.assert_called_once_with(argv)
+        lightning.reset_mock()
+
+
+def test_train_help_is_lightning_clis(cli):
+    res = cli("train", "--help")
+    assert res.returncode == 0, res.stderr
+    assert "{fit,validate}" in res.stdout and "--config CONFIG" in res.stdout
+
+
+def test_train_errors_are_one_line(monkeypatch, capsys):
+    monkeypatch.setattr("mocodec.training.cli_main", Mock(side_effect=ConfigError("no such key 'lmbd'")))
+    assert run(capsys, "train", "fit", "--model.lmbd", "1") == (2, "", "mocodec: error: no such key 'lmbd'")
+    monkeypatch.setattr("mocodec.training.cli_main", Mock(side_effect=KeyboardInterrupt))
+    assert run(capsys, "train", "fit") == (130, "", "mocodec: interrupted")
+
+
+# --------------------------------------------------------------------------- compress / decompress / eval-rd
 
 
 def test_console_script_round_trip(tmp_path, photo, cli):

@@ -1,4 +1,4 @@
-"""``mocodec score`` through the real console script: values equal the library's, exact error lines."""
+"""``mocodec score`` through the real console script (values equal the library's, exact error lines), and ``score_pairs`` from Python."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from mocodec.data.io import read_image
+from mocodec.errors import ConfigError
 from mocodec.losses import create_distortion, psnr
+from mocodec.scoring import score_pairs
 
 
 @pytest.fixture
@@ -105,3 +107,21 @@ def test_pairs_of_different_sizes_and_mixed_inputs(cli, folders, tmp_path):
     )
     result = cli("score", "--metric", "psnr", str(ref), str(small))
     assert result.stderr.strip().splitlines()[-1] == f"mocodec: error: give two image files or two folders, got {ref} and {small}"
+
+
+def test_score_pairs_from_python(folders, tmp_path):
+    ref, dist = folders
+    scores = score_pairs(ref, dist, "psnr")
+    assert (scores.metric, scores.higher_is_better, scores.unmatched, scores.skipped) == ("psnr", True, [dist / "extra.png"], [])
+    assert [(r["reference"], r["distorted"]) for r in scores.rows] == [(ref / "a.png", dist / "a.png"), (ref / "b.png", dist / "b.jpg")]
+    assert scores.values == pytest.approx([library_score("mse", r["reference"], r["distorted"]) for r in scores.rows], abs=1e-9)
+    assert scores.mean() == pytest.approx(sum(scores.values) / 2)
+    assert [r["psnr"] for r in rows(scores.to_csv())] == [f"{v:.6f}" for v in scores.values]
+    with pytest.raises(ConfigError, match=r"^layers, net does not apply to metric 'PSNR'$"):
+        score_pairs(ref, dist, "PSNR", options={"layers": "3", "net": "alex"})
+    # within folders, a pair of two sizes is skipped with why; the others are scored
+    Image.new("RGB", (64, 32)).save(tmp_path / "dist" / "b.png")
+    (tmp_path / "dist" / "b.jpg").unlink()
+    scores = score_pairs(ref, dist, "ms-ssim")
+    assert scores.metric == "ms-ssim" and [r["distorted"] for r in scores.rows] == [dist / "a.png"]
+    assert scores.skipped == [f"{dist / 'b.png'} is 64x32 but its reference {ref / 'b.png'} is 128x96; score images of one size"]

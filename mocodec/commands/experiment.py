@@ -1,0 +1,27 @@
+"""``mocodec experiment``: train codecs on several distortion terms, judge them by tasks, report rate-task curves and BD-rates."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "experiment"
+HELP = "train codecs on several distortion terms, judge them by tasks, report rate–task curves and BD-rates"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment recipe (YAML), e.g. configs/experiments/offline_small.yaml")
+    parser.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at once, each with 1/JOBS of the threads (default 1)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from mocodec.experiment import load_recipe, run_experiment
+    from mocodec.utils.progress import progress_bar
+
+    recipe = load_recipe(args.config)
+    out = Path(args.out or Path("experiments") / recipe.name)
+    command_line = f"mocodec experiment --config {args.config}" + (f" --out {args.out}" if args.out else "")
+    command_line += f" --jobs {args.jobs}" if args.jobs != 1 else ""
+    # flush: a run can take minutes, and progress lines must not wait in a pipe's buffer
+    run_experiment(recipe, out, log=lambda line: print(line, flush=True), progress=progress_bar, command=command_line, jobs=args.jobs)

@@ -1,0 +1,22 @@
+"""``mocodec list``: the registered codecs, distortions and tasks."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "list"
+HELP = "list registered codecs, distortions and tasks"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``list`` takes no arguments."""
+
+
+def run(args: argparse.Namespace) -> None:
+    from mocodec.codecs import list_codecs
+    from mocodec.losses import list_distortions
+    from mocodec.tasks import list_tasks
+
+    print("codecs:      " + ", ".join(list_codecs()))
+    print("distortions: " + ", ".join(list_distortions()))
+    print("tasks:       " + ", ".join(list_tasks()))
