@@ -32,7 +32,6 @@ file (:func:`merge_files`).
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import platform
 import time
@@ -53,6 +52,7 @@ from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identit
 from mocodec.evaluation.results import SHARD_KEY, Results, Summarize, merge_documents, new_document, read_document, restrict, write_results
 from mocodec.evaluation.shards import Shard, launch
 from mocodec.tasks.base import Sample, Task
+from mocodec.utils.options import check_options
 
 DEFAULT_FIDELITY = ("psnr-rgb", "ms-ssim")
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -108,17 +108,6 @@ def summarizer(identity: Mapping[str, Any]) -> Summarize:
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ConfigError(f"task '{identity.get('name')}' does not declare its Task class; merge cannot summarise its records")
     return cls.__new__(cls).summarize
-
-
-def check_options(fn: Callable[..., Any], options: dict[str, Any], what: str) -> None:
-    """Refuse keyword options ``fn`` does not take, naming those it does (unless it takes ``**kwargs``)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "root")]
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise ConfigError(f"{what} takes no option '{unknown[0]}'; its options: {', '.join(accepted) or 'none'}")
 
 
 def create_task_from_options(name: str, options: dict[str, Any]) -> Task:
@@ -364,5 +353,5 @@ def merge_files(paths: Sequence[str | Path]) -> dict[str, Any]:
 
 __all__ = [
     "FidelityOnly", "DEFAULT_FIDELITY", "run_sweep", "evaluate", "evaluate_shard", "evaluate_split", "merge_files", "judge_chunk",
-    "create_task_from_options", "check_options", "task_metrics", "summarizer",
+    "create_task_from_options", "task_metrics", "summarizer",
 ]
