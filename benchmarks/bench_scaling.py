@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from mocodec.evaluation.distributed import run_sharded
-from mocodec.evaluation.sweep import create_task_from_options, evaluate_task, evaluate_task_shard, plan_curves
+from mocodec.evaluation.plan import plan_curves
+from mocodec.evaluation.sweep import create_task_from_options, evaluate, evaluate_split
 
 OPTIONS = {"model": "efficientnet_lite0"}
 
@@ -40,9 +40,9 @@ def main() -> None:
             out = Path(tmp) / f"d{devices}.json"
             start = time.perf_counter()
             if devices == 1:
-                doc = evaluate_task(make_task(), curves, out).doc
+                doc = evaluate(make_task(), curves, out, fidelity=("psnr-rgb",)).doc
             else:
-                doc = run_sharded(functools.partial(evaluate_task_shard, make_task, curves, out, None, None, False), out, devices)
+                doc = evaluate_split(make_task, curves, out, None, None, devices, fidelity=("psnr-rgb",))
             seconds = time.perf_counter() - start
             coded = sum(len(e["per_image"]) for e in doc["entries"])
             print(f"devices {devices}: {coded} coded+judged images in {seconds:.1f} s = {coded / seconds:.2f} images/s")

@@ -44,7 +44,9 @@ def main() -> None:
     from mocodec import bitstream
     from mocodec.data.io import read_image
     from mocodec.evaluation.coding import quantize_8bit
-    from mocodec.evaluation.sweep import SweepResults, load_codecs, plan_curves, run_sweep
+    from mocodec.evaluation.plan import load_codecs, plan_curves
+    from mocodec.evaluation.results import Results, new_document
+    from mocodec.evaluation.sweep import run_sweep, task_metrics
     from mocodec.tasks import create_task
 
     task = create_task("classification", model=args.model)
@@ -63,7 +65,8 @@ def main() -> None:
 
     def whole_sweep() -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            results = SweepResults.new(task, {"root": None, "options": {}, "num_samples": len(samples)})
+            info = {"root": None, "options": {}, "num_samples": len(samples)}
+            results = Results(new_document(task.identity(), info, ["psnr-rgb"], task_metrics(task)))
             run_sweep(task, samples, curves, results, Path(tmp) / "r.json", codecs=codecs, chunk_size=args.chunk_size)
         return sum(r["encoding_time"] + r["decoding_time"] for r in results.entries[0]["per_image"])
 
