@@ -629,7 +629,7 @@ def run_experiment(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, 
 
 
 def _code_version() -> str:
-    from mocodec.training import code_version
+    from mocodec.utils.provenance import code_version
 
     return code_version()
 

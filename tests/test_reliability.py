@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # tiny_cpu.yaml shrunk: a tiny codec, 3 steps per epoch at batch 4, one validation batch,
 # checkpoints after each validation (once per epoch), CSV logging only.
 TINY = [
-    "train", "fit", "--config", str(REPO / "configs" / "tiny_cpu.yaml"),
+    "train", "fit", "--config", str(REPO / "configs" / "train" / "tiny_cpu.yaml"),
     "--model.codec_kwargs", "{{N: 8, M: 12}}", "--data.crop_size", "64", "--data.val_crop_size", "64",
     "--data.batch_size", "4", "--data.val_batch_size", "2", "--data.embedded_repeats", "1",
     "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",

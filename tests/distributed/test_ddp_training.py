@@ -36,7 +36,7 @@ def test_two_process_ddp_run(tmp_path, photo_crop):
     script.write_text(RANK_SCRIPT)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), str(tmp_path),
-           "fit", "--config", str(REPO / "configs/ddp_example.yaml"), *TINY, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "fit", "--config", str(REPO / "configs/train/ddp_example.yaml"), *TINY, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
            "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1",
            "--trainer.logger", '{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "' + str(run) + '"}}',
            "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"]

@@ -18,7 +18,7 @@ from mocodec.losses import list_distortions
 from mocodec.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_CPU = str(REPO / "configs" / "tiny_cpu.yaml")
+TINY_CPU = str(REPO / "configs" / "train" / "tiny_cpu.yaml")
 # tiny_cpu.yaml with a tiny codec, 11 crops per epoch (3 steps at batch 4) and one validation batch.
 SMALL = [
     "--model.codec_kwargs", "{N: 8, M: 12}", "--data.crop_size", "64", "--data.val_crop_size", "64",

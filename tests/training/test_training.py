@@ -1,7 +1,9 @@
-"""CodecModule + LightningCLI in process: every shipped config, resume equivalence, NaN guard, checkpoints."""
+"""CodecModule + LightningCLI in process: every shipped config (composition, a smoke run), resume equivalence, NaN guard, checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -18,7 +20,8 @@ from mocodec.training import CodecModule, TRAINING_STATE_KEY, run_cli, split_par
 from mocodec.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
+VARIANTS = [c for c in CONFIGS if "config" in yaml.safe_load(c.read_text())]  # configs that start from another one
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 SMALL_DATA = [
     "--data.train", "null", "--data.val", "null", "--data.crop_size", "64", "--data.val_crop_size", "64",
@@ -26,9 +29,17 @@ SMALL_DATA = [
 ]
 
 
+def resolved(*argv: str) -> dict:
+    """The configuration ``mocodec train fit ARGV`` resolves (``--print_config``), as plain data."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        run_cli(["fit", *argv, "--print_config"])
+    return yaml.safe_load(printed.getvalue())
+
+
 def tiny_overrides(config: Path) -> list[str]:
     """The config with its codec and distortion networks swapped for the registry's tiny test versions."""
-    model = yaml.safe_load(config.read_text())["model"]
+    model = resolved("--config", str(config))["model"]
     distortions = {}
     for name, spec in model["distortions"].items():
         spec = dict(spec) if isinstance(spec, dict) else {"weight": spec}
@@ -46,6 +57,26 @@ def test_every_config_is_shipped():
     ]
 
 
+@pytest.mark.parametrize("config", VARIANTS, ids=[c.stem for c in VARIANTS])
+def test_a_variant_is_its_base_then_its_keys(config):
+    """``config: BASE`` then dotted keys resolves as ``--config BASE --config KEYS`` (Lightning's merge, key by key) does.
+
+    jsonargparse applies a ``config`` key inside a config file as it applies the ``--config`` flag (its
+    documentation does not say so: this pins it). A nested block after ``config:`` would replace the
+    base's whole section instead of changing single keys: this catches it.
+    """
+    keys = yaml.safe_load(config.read_text())
+    base = config.parent / keys.pop("config")
+    changes: dict = {}
+    for dotted, value in keys.items():
+        *sections, key = dotted.split(".")
+        branch = changes
+        for section in sections:
+            branch = branch.setdefault(section, {})
+        branch[key] = value
+    assert resolved("--config", str(config)) == resolved("--config", str(base), "--config", json.dumps(changes))
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_fast_dev_run_of_every_config(config, tmp_path):
     cli = run_cli([
@@ -56,7 +87,7 @@ def test_fast_dev_run_of_every_config(config, tmp_path):
     ])
     module, metrics = cli.model, cli.trainer.callback_metrics
     assert cli.trainer.global_step == 1 and math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/bpp"])
-    expected_terms = {name.replace("-", "_") for name in yaml.safe_load(config.read_text())["model"]["distortions"]}
+    expected_terms = {name.replace("-", "_") for name in resolved("--config", str(config))["model"]["distortions"]}
     assert set(module.loss.terms) == expected_terms and all(f"val/{t}" in metrics for t in expected_terms)
     # Optimisers hold exactly the codec's parameters: quantiles in the aux one, never a distortion network's.
     main, aux = (set(map(id, (p for g in opt.param_groups for p in g["params"]))) for opt in cli.trainer.optimizers)

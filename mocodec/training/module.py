@@ -1,4 +1,4 @@
-"""Training: :class:`CodecModule` (the LightningModule) and ``mocodec train`` (LightningCLI).
+"""The LightningModule: :class:`CodecModule` trains a registry codec on ``bpp + λ · Σ w_i · d_i``.
 
 ``CodecModule`` wraps a codec built from the registry by name and a
 :class:`~mocodec.losses.RateDistortionLoss` (``bpp + λ · Σ w_i · d_i``), and trains it
@@ -8,67 +8,39 @@ those quantiles driven by ``codec.aux_loss()``. Distortion networks are never
 optimised (only the codec's parameters reach an optimiser). A step whose loss or
 gradient is not finite is skipped, on every rank at once, and counted
 (``train/skipped_steps``), so one poisoned batch cannot corrupt the weights.
-
-Checkpoints are ready to code and resume exactly:
-
-- a top-level ``"mocodec_codec": {"name", "quality", "kwargs"}`` entry, so
-  :func:`mocodec.codecs.load_codec` and ``CodecSpec.parse("ckpt:PATH")`` rebuild the codec;
-- the codec's ``state_dict`` entries hold CDF tables computed by
-  ``update(force=True, update_quantiles=True)`` on a *copy* of the codec (the bisection
-  moves the quantiles, so coding never depends on how far the aux loss converged), while
-  the exact training values of every entry that update changed are kept under
-  ``"mocodec_training_state"`` and put back on resume: saving never perturbs training;
-- the torch and Python random states, restored when training restarts, so a run resumed
-  from a checkpoint written after a validation at an epoch's end (the default) continues
-  exactly as if it had never stopped: same crops, same quantisation noise (a mid-epoch
-  checkpoint, e.g. ``checkpoint.every_n_train_steps``, resumes the step count, optimisers
-  and schedule, but Lightning restarts that epoch's data loader); and the W&B run id,
-  which the resumed run's logger reuses;
-- only plain data (hyper-parameters included), so ``torch.load(weights_only=True)`` reads them.
-
-``mocodec train`` / ``python train.py`` is :func:`cli_main`: LightningCLI over
-``CodecModule`` and :class:`~mocodec.data.datamodule.ImageDataModule`, configured by
-YAML (``configs/``). The run folder is ``trainer.default_root_dir``: checkpoints go to
-``<run>/checkpoints`` (``last.ckpt`` for ``--ckpt_path last``), and unless
-``trainer.logger`` is set, metrics go to W&B (offline unless ``WANDB_MODE`` says
-otherwise; files under ``<run>/wandb``) and to CSV (``<run>/csv``).
+What its checkpoints hold: :mod:`mocodec.training.checkpoints`.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import io
 import math
-import os
-import random
-import subprocess
-import sys
 import types
-import warnings
-from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI, LRSchedulerCallable, OptimizerCallable, SaveConfigCallback
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 from compressai.entropy_models import EntropyModel
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from mocodec.codecs import CODEC_KEY, codec_state, create_codec, load_codec
-from mocodec.data.datamodule import ImageDataModule
-from mocodec.errors import ConfigError, WeightsError
+from mocodec.codecs import CODEC_KEY, create_codec, load_codec
+from mocodec.errors import ConfigError
 from mocodec.losses import RateDistortionLoss, ms_ssim, psnr
 from mocodec.losses.rate_distortion import bpp_per_image
-from mocodec.registry import canonical_name
-
-TRAINING_STATE_KEY = "mocodec_training_state"  # exact training values of entries the coding update changed
-RNG_KEY = "mocodec_rng"
-RUN_KEY = "mocodec_run"  # {"wandb_id": ...}
+from mocodec.training.checkpoints import (
+    RNG_KEY,
+    RUN_KEY,
+    TRAINING_STATE_KEY,
+    check_same_codec,
+    coding_ready_state,
+    make_codec_record,
+    plain_data,
+    rng_state,
+    set_rng_state,
+)
 
 
 # --------------------------------------------------------------------------- codec helpers
@@ -105,89 +77,6 @@ def entropy_models_in_fp32(codec: nn.Module) -> nn.Module:
         if isinstance(module, EntropyModel):
             module.forward = types.MethodType(_forward_in_fp32, module)
     return codec
-
-
-@torch.no_grad()
-def coding_ready_state(codec: nn.Module) -> dict[str, Tensor]:
-    """The state dict of a copy of ``codec`` with fresh CDF tables (quantiles re-derived by bisection)."""
-    ready = copy.deepcopy(codec)
-    ready.update(force=True, update_quantiles=True)
-    return ready.state_dict()
-
-
-def make_codec_record(codec: nn.Module, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``load_codec`` needs to rebuild ``codec``: registry name, quality, architecture kwargs."""
-    kwargs = dict(kwargs)
-    infer = getattr(codec, "infer_kwargs", None)
-    if infer is not None:  # e.g. N/M taken from a checkpoint the codec started from
-        kwargs.update({k: int(v) for k, v in infer(codec.state_dict()).items()})
-    return {"name": codec.codec_name, "quality": int(codec.quality), "kwargs": kwargs}
-
-
-def _describe(record: Mapping[str, Any]) -> str:
-    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(record.get("kwargs", {}).items()))
-    return f"{record.get('name')} quality {record.get('quality')}" + (f" ({kwargs})" if kwargs else "")
-
-
-def check_same_codec(recorded: Any, expected: Mapping[str, Any]) -> None:
-    """Refuse to resume a checkpoint whose codec record differs from the codec this run builds."""
-    if not isinstance(recorded, Mapping):
-        raise WeightsError(
-            "the checkpoint is not a mocodec training checkpoint (no 'mocodec_codec' entry); "
-            "to start from its weights, pass --model.init_weights PATH instead of --ckpt_path"
-        )
-    same = (
-        canonical_name(str(recorded.get("name"))) == canonical_name(expected["name"])
-        and recorded.get("quality") == expected["quality"]
-        and dict(recorded.get("kwargs", {})) == dict(expected["kwargs"])
-    )
-    if not same:
-        raise WeightsError(
-            f"the checkpoint holds a {_describe(recorded)} codec but this run builds {_describe(expected)}; "
-            "resume with the configuration it was trained with"
-        )
-
-
-def rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA) and Python random states, as plain data (tensors and tuples)."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(tuple(tuple(s) if isinstance(s, list) else s for s in state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def plain_data(value: Any) -> Any:
-    """``value`` with classes and partials as ``{"class_path", "init_args"}`` dicts (checkpoint-safe)."""
-    if isinstance(value, Mapping):
-        return {k: plain_data(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_data(v) for v in value]
-    if isinstance(value, functools.partial):
-        return {"class_path": plain_data(value.func)["class_path"], "init_args": plain_data(value.keywords)}
-    if isinstance(value, type) or callable(value):
-        return {"class_path": f"{value.__module__}.{value.__qualname__}"}
-    return value
-
-
-def code_version() -> str:
-    """The git commit of this mocodec checkout (``+dirty`` with local changes), else the package version."""
-    from mocodec import __version__
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        git = functools.partial(subprocess.run, capture_output=True, text=True, check=True, timeout=10)
-        commit = git(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
-        dirty = git(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"mocodec {__version__}"
-    return f"{commit}+dirty" if dirty else commit
 
 
 # --------------------------------------------------------------------------- the LightningModule
@@ -409,172 +298,3 @@ class CodecModule(pl.LightningModule):
         if self._resume_rng is not None:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
-
-
-# --------------------------------------------------------------------------- export
-
-
-def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record."""
-    from mocodec.files import atomic_write_bytes
-    from mocodec.weights import load_checkpoint
-
-    recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
-    if not isinstance(recorded, dict):
-        raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
-    codec = load_codec(recorded["name"], recorded["quality"], checkpoint=checkpoint)
-    buffer = io.BytesIO()
-    torch.save(codec_state(codec, recorded.get("kwargs", {})), buffer)
-    atomic_write_bytes(out, buffer.getvalue())
-    return recorded
-
-
-# --------------------------------------------------------------------------- command line
-
-
-class LogConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` in the run folder and sends the full configuration and code version to every logger."""
-
-    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import yaml
-
-        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        for logger in trainer.loggers:
-            logger.log_hyperparams({"config": config, "code_version": code_version()})
-
-
-def default_loggers(run_dir: Path, wandb_id: str | None) -> list:
-    """W&B (mode from ``WANDB_MODE``; resuming ``wandb_id``) and CSV; CSV only without wandb installed."""
-    csv = CSVLogger(run_dir, name="csv")
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        warnings.warn("wandb is not installed: logging to CSV only (pip install wandb)", stacklevel=2)
-        return [csv]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    wandb_logger = WandbLogger(save_dir=str(run_dir), project=os.environ.get("WANDB_PROJECT", "mocodec"), name=run_dir.name, id=wandb_id)
-    return [wandb_logger, csv]
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file and renames it into place.
-
-    Lightning writes checkpoints in place, so a run killed mid-write (SIGKILL, OOM, a
-    pre-empted node) can leave a truncated ``last.ckpt`` that cannot resume. With a rename,
-    the file is always either the previous complete checkpoint or the new complete one.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
-        from mocodec.files import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-
-
-def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
-    """Where ``mocodec train`` writes the checkpoints of the run in ``run_dir``."""
-    return Path(run_dir or ".") / "checkpoints"
-
-
-class MocodecCLI(LightningCLI):
-    """LightningCLI with mocodec's run-folder conventions (module docstring) and resumable W&B runs."""
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate")}
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # Written after each validation (never at a train-epoch end, which Lightning replays on resume).
-        # No monitor by default: with one, Lightning refreshes last.ckpt only when the monitored
-        # value improves, so `--ckpt_path last` would resume from the best, not the latest, state.
-        parser.set_defaults({
-            "checkpoint.save_last": True, "checkpoint.monitor": None, "checkpoint.save_top_k": 1,
-            "checkpoint.save_on_train_epoch_end": False,
-        })
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(checkpoint_dir(root)))
-
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI torch.loads --ckpt_path itself to read its hyper-parameters; check the
-        # file first, so a damaged or code-carrying checkpoint is one clear line, not a traceback.
-        from mocodec.weights import load_checkpoint
-
-        ckpt = self.config.get(self.config.get("subcommand") or "", {}).get("ckpt_path")
-        if ckpt and Path(ckpt).is_file():
-            load_checkpoint(ckpt)
-        super()._parse_ckpt_path()
-
-    def before_instantiate_classes(self) -> None:
-        """Read the checkpoint to resume (if any): its codec record, and its W&B run id for the logger."""
-        from mocodec.weights import load_checkpoint
-
-        self.resume_record: dict[str, Any] | None = None
-        self.resume_wandb_id: str | None = None
-        ckpt = self._get(self.config, "ckpt_path")
-        if ckpt == "last":  # Lightning's own "last" lookup, in our checkpoint folder
-            ckpt = checkpoint_dir(self._get(self.config, "trainer").get("default_root_dir")) / "last.ckpt"
-            ckpt = ckpt if ckpt.is_file() else None  # no checkpoint yet: Lightning starts afresh
-        if ckpt is None:
-            return
-        state = load_checkpoint(ckpt)
-        if not isinstance(state.get(CODEC_KEY), dict) or "pytorch-lightning_version" not in state:
-            raise WeightsError(
-                f"{ckpt} is not a mocodec training checkpoint; to start from its weights, "
-                "pass --model.init_weights PATH instead of --ckpt_path"
-            )
-        self.resume_record = state[CODEC_KEY]
-        self.resume_wandb_id = state.get(RUN_KEY, {}).get("wandb_id")
-
-    def before_fit(self) -> None:
-        # Before fitting writes anything (config.yaml, loggers) into the run folder.
-        if self.resume_record is not None:
-            check_same_codec(self.resume_record, self.model.codec_record())
-
-    before_validate = before_fit
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        trainer = self._get(self.config_init, "trainer", {})
-        if trainer.get("logger") is None:
-            kwargs["logger"] = default_loggers(Path(trainer.get("default_root_dir") or "."), self.resume_wandb_id)
-        if not trainer.get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def run_cli(argv: Sequence[str]) -> MocodecCLI:
-    """Run ``mocodec train ARGV`` in this process; the finished CLI (``.model``, ``.trainer``, ``.datamodule``)."""
-    from jsonargparse import ArgumentError
-
-    os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
-    no_exit = {"exit_on_error": False}  # parse errors raise, and become one-line ConfigErrors
-    try:
-        with warnings.catch_warnings():
-            # We always pass ``args``; Lightning warns about that whenever sys.argv is not empty.
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            # Lightning's own use of a deprecated torch API: noise for a CLI user.
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-            return MocodecCLI(
-                CodecModule,
-                ImageDataModule,
-                args=list(argv),
-                save_config_callback=LogConfig,
-                save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
-                seed_everything_default=0,
-                parser_kwargs={**no_exit, "fit": no_exit, "validate": no_exit},
-            )
-    except ArgumentError as exc:
-        raise ConfigError(_one_line(exc)) from None
-    finally:
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and getattr(wandb, "run", None) is not None:
-            wandb.finish()  # the next run in this process must not attach to this one
-
-
-def cli_main(argv: Sequence[str] | None = None) -> None:
-    """``mocodec train {fit,validate} --config configs/NAME.yaml [--section.key value ...]``."""
-    run_cli(sys.argv[1:] if argv is None else argv)

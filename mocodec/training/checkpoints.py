@@ -1,0 +1,157 @@
+"""The training checkpoint contract: ready to code, resumable exactly, plain data only.
+
+A checkpoint written by :class:`~mocodec.training.CodecModule` holds:
+
+- a top-level ``"mocodec_codec": {"name", "quality", "kwargs"}`` entry (:func:`make_codec_record`),
+  so :func:`mocodec.codecs.load_codec` and ``CodecSpec.parse("ckpt:PATH")`` rebuild the codec,
+  and a resumed run refuses a checkpoint of another codec (:func:`check_same_codec`);
+- the codec's ``state_dict`` entries with CDF tables computed by
+  ``update(force=True, update_quantiles=True)`` on a *copy* of the codec (:func:`coding_ready_state`:
+  the bisection moves the quantiles, so coding never depends on how far the aux loss converged),
+  while the exact training values of every entry that update changed are kept under
+  ``"mocodec_training_state"`` and put back on resume: saving never perturbs training;
+- the torch and Python random states (:func:`rng_state`), restored when training restarts, so a
+  run resumed from a checkpoint written after a validation at an epoch's end (the default)
+  continues exactly as if it had never stopped: same crops, same quantisation noise (a mid-epoch
+  checkpoint, e.g. ``checkpoint.every_n_train_steps``, resumes the step count, optimisers and
+  schedule, but Lightning restarts that epoch's data loader); and the W&B run id, which the
+  resumed run's logger reuses;
+- only plain data (hyper-parameters included, :func:`plain_data`), so ``torch.load(weights_only=True)`` reads them.
+
+Checkpoints are written atomically (:class:`AtomicCheckpointIO`) to ``<run>/checkpoints``
+(:func:`checkpoint_dir`); :func:`export_codec` turns one into a codec file for ``compress --checkpoint``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from torch import Tensor, nn
+
+from mocodec.codecs import CODEC_KEY, codec_state, load_codec
+from mocodec.errors import WeightsError
+from mocodec.files import atomic_write_bytes
+from mocodec.registry import canonical_name
+from mocodec.weights import load_checkpoint
+
+TRAINING_STATE_KEY = "mocodec_training_state"  # exact training values of entries the coding update changed
+RNG_KEY = "mocodec_rng"
+RUN_KEY = "mocodec_run"  # {"wandb_id": ...}
+
+
+# --------------------------------------------------------------------------- the codec record
+
+
+@torch.no_grad()
+def coding_ready_state(codec: nn.Module) -> dict[str, Tensor]:
+    """The state dict of a copy of ``codec`` with fresh CDF tables (quantiles re-derived by bisection)."""
+    ready = copy.deepcopy(codec)
+    ready.update(force=True, update_quantiles=True)
+    return ready.state_dict()
+
+
+def make_codec_record(codec: nn.Module, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``load_codec`` needs to rebuild ``codec``: registry name, quality, architecture kwargs."""
+    kwargs = dict(kwargs)
+    infer = getattr(codec, "infer_kwargs", None)
+    if infer is not None:  # e.g. N/M taken from a checkpoint the codec started from
+        kwargs.update({k: int(v) for k, v in infer(codec.state_dict()).items()})
+    return {"name": codec.codec_name, "quality": int(codec.quality), "kwargs": kwargs}
+
+
+def _describe(record: Mapping[str, Any]) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(record.get("kwargs", {}).items()))
+    return f"{record.get('name')} quality {record.get('quality')}" + (f" ({kwargs})" if kwargs else "")
+
+
+def check_same_codec(recorded: Any, expected: Mapping[str, Any]) -> None:
+    """Refuse to resume a checkpoint whose codec record differs from the codec this run builds."""
+    if not isinstance(recorded, Mapping):
+        raise WeightsError(
+            "the checkpoint is not a mocodec training checkpoint (no 'mocodec_codec' entry); "
+            "to start from its weights, pass --model.init_weights PATH instead of --ckpt_path"
+        )
+    same = (
+        canonical_name(str(recorded.get("name"))) == canonical_name(expected["name"])
+        and recorded.get("quality") == expected["quality"]
+        and dict(recorded.get("kwargs", {})) == dict(expected["kwargs"])
+    )
+    if not same:
+        raise WeightsError(
+            f"the checkpoint holds a {_describe(recorded)} codec but this run builds {_describe(expected)}; "
+            "resume with the configuration it was trained with"
+        )
+
+
+# --------------------------------------------------------------------------- random state and plain data
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA) and Python random states, as plain data (tensors and tuples)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the random states :func:`rng_state` recorded."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(s) if isinstance(s, list) else s for s in state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` with classes and partials as ``{"class_path", "init_args"}`` dicts (checkpoint-safe)."""
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, functools.partial):
+        return {"class_path": plain_data(value.func)["class_path"], "init_args": plain_data(value.keywords)}
+    if isinstance(value, type) or callable(value):
+        return {"class_path": f"{value.__module__}.{value.__qualname__}"}
+    return value
+
+
+# --------------------------------------------------------------------------- files
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it into place.
+
+    Lightning writes checkpoints in place, so a run killed mid-write (SIGKILL, OOM, a
+    pre-empted node) can leave a truncated ``last.ckpt`` that cannot resume. With a rename,
+    the file is always either the previous complete checkpoint or the new complete one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
+    """Where ``mocodec train`` writes the checkpoints of the run in ``run_dir``."""
+    return Path(run_dir or ".") / "checkpoints"
+
+
+def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
+    """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record."""
+    recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
+    if not isinstance(recorded, dict):
+        raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
+    codec = load_codec(recorded["name"], recorded["quality"], checkpoint=checkpoint)
+    buffer = io.BytesIO()
+    torch.save(codec_state(codec, recorded.get("kwargs", {})), buffer)
+    atomic_write_bytes(out, buffer.getvalue())
+    return recorded
