@@ -1,4 +1,4 @@
-"""Train a codec: ``python train.py fit --config configs/tiny_cpu.yaml`` (same as ``mocodec train``)."""
+"""Train a codec: ``python train.py fit --config configs/train/tiny_cpu.yaml`` (same as ``mocodec train``)."""
 import sys
 
 from mocodec.commands import main

@@ -1,6 +1,6 @@
 """``make demo``: train a small codec and compare it with JPEG and WebP, offline, on CPU.
 
-1. trains ``configs/tiny_cpu.yaml`` (a small hyperprior, a few minutes on 2 cores) on
+1. trains ``configs/train/tiny_cpu.yaml`` (a small hyperprior, a few minutes on 2 cores) on
    crops of the embedded training photographs, in ``OUT/train`` (resumed if interrupted,
    skipped once finished);
 2. codes the held-out embedded photographs (``OUT/images``) with the trained checkpoint
@@ -21,7 +21,7 @@ from mocodec.commands import run_guarded
 from mocodec.commands.output import print_entries
 from mocodec.utils.progress import progress_bar
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "tiny_cpu.yaml"
 CLASSIC_QUALITIES = [10, 30, 50, 75, 90]
 
 
@@ -31,7 +31,7 @@ def train(config: Path, run_dir: Path) -> Path:
     from mocodec.training import checkpoint_dir, cli_main
 
     if not config.is_file():
-        raise ConfigError(f"training config {config} does not exist; pass --config configs/tiny_cpu.yaml from a source checkout")
+        raise ConfigError(f"training config {config} does not exist; pass --config configs/train/tiny_cpu.yaml from a source checkout")
     start = time.perf_counter()
     cli_main(["fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir), "--ckpt_path", "last"])
     print(f"training: {time.perf_counter() - start:.0f} s (run folder {run_dir})")
@@ -61,7 +61,7 @@ def run(out: Path, config: Path, checkpoints: list[str], skip_training: bool) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mocodec.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/demo", type=Path)
-    parser.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="training config (default: configs/tiny_cpu.yaml)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="training config (default: configs/train/tiny_cpu.yaml)")
     parser.add_argument("--skip-training", action="store_true", help="only evaluate (JPEG/WebP and any --checkpoint)")
     parser.add_argument("--checkpoint", action="append", default=[], help="further learned codec checkpoint(s) to include")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "train"
-HELP = "train a codec with LightningCLI: `train fit --config configs/tiny_cpu.yaml`; `train --help` lists its options"
+HELP = "train a codec with LightningCLI: `train fit --config configs/train/tiny_cpu.yaml`; `train --help` lists its options"
 PASSTHROUGH = True
 
 
