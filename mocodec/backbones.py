@@ -9,8 +9,11 @@ timm and torchvision models serve several parts of mocodec (classification judge
 PCMP voters, ML-CLIPSim's timm ViTs, Faster R-CNN detectors, LPIPS backbones), so their
 weight resolution lives here too: :func:`timm_pretrained_weights` (a timm tag or a file)
 and :func:`torchvision_weights_file` (a model's DEFAULT weights). Both libraries take
-seconds to import, which listing names or coding a JPEG must not pay: everything in
-mocodec reaches them through :func:`import_timm` and :func:`import_torchvision`.
+seconds to import, which listing names or coding a JPEG must not pay: the registries'
+modules (classification, detectors, LPIPS, ML-CLIPSim, ImageNet labels) reach them through
+:func:`import_timm` and :func:`import_torchvision` when a model is built. Modules that use
+them throughout and are never imported by listing or coding (the IQA distortions and PCMP
+builder, the training datasets, MLIC++'s attention layers) import them at their top.
 """
 
 from __future__ import annotations

@@ -7,15 +7,31 @@ is an edge to ``pkg.name`` where that is a module, else to ``pkg`` (a package's 
 re-exports). Importing ``pkg.sub`` runs ``pkg/__init__`` first, so it is an edge to ``pkg`` as well,
 unless the importer is inside ``pkg``. Imports under ``if TYPE_CHECKING:`` never run, so they are
 not edges.
+
+The commands that must start fast (``--help``, ``list``, ``compress`` / ``decompress`` with a
+classic codec) are also run with ``python -X importtime``: they import torch, never the heavy
+libraries behind learned codecs, distortion terms and judges.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
 
 PACKAGE = "mocodec"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+# Seconds to import each (CompressAI: torch_geometric for its point clouds): only the code that builds such a model imports them.
+HEAVY = {
+    "compressai", "torch_geometric", "open_clip", "lpips", "transformers", "ultralytics", "timm", "torchvision",
+    "skimage", "matplotlib", "pycocotools", "scipy", "pytorch_lightning", "lightning", "wandb",
+}
 
 
 def module_files(root: Path = ROOT) -> dict[str, Path]:
@@ -164,3 +180,22 @@ def test_a_cycle_through_a_package_init_is_a_cycle(tmp_path):
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def imported_packages(*args: str, cwd: Path) -> set[str]:
+    """The top-level packages ``python -m mocodec ARGS`` imports (from ``-X importtime``); the command must succeed."""
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", PACKAGE, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line.split("|") for line in run.stderr.splitlines() if line.startswith("import time:") and line.count("|") == 2]
+    return {name.strip().split(".")[0] for _, _, name in lines[1:]}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["compress", "photo.png", "photo.moc", "--codec", "jpeg"], ["decompress", "ready.moc", "decoded.png"]])
+def test_fast_commands_import_no_heavy_library(args, tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "photo.png")
+    if args[0] == "decompress":
+        imported_packages("compress", "photo.png", "ready.moc", "--codec", "webp", cwd=tmp_path)
+    heavy = imported_packages(*args, cwd=tmp_path) & HEAVY
+    assert not heavy, f"`mocodec {' '.join(args)}` imports {', '.join(sorted(heavy))}"
