@@ -2,6 +2,8 @@
 
 ``create_codec(name, **kw)`` builds a codec with random or default weights, as timm's
 ``create_model``; ``load_codec`` also resolves ``pretrained=True`` or a checkpoint file.
+Importing this package does not import CompressAI: the learned codecs' entries are
+declared in :mod:`mocodec.codecs.zoo`, which imports their architectures when one is built.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from mocodec.codecs import classic, hyperprior, mlicpp  # noqa: F401  (registers the codecs)
+from mocodec.codecs import classic, zoo  # noqa: F401  (register the codecs)
 from mocodec.codecs.base import NO_WEIGHTS_ID
 from mocodec.codecs.registry import CODECS, register_codec
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.registry import canonical_name
+from mocodec.utils.seeding import seeded
 from mocodec.weights import fetch_url, file_digest, load_checkpoint
 
 __all__ = ["CODECS", "register_codec", "create_codec", "load_codec", "list_codecs", "is_classic", "codec_state"]
@@ -122,8 +124,7 @@ def load_codec(
         return _load_weights(name, quality, checkpoint, kwargs).eval()
     # Without weights, initialise from a fixed seed: files then decode in any process
     # (an entropy decoder with other weights than the encoder's cannot decode them).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         codec = create_codec(name, quality=quality, **kwargs)
     codec.weights_id = NO_WEIGHTS_ID
     return codec.eval()

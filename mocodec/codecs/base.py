@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mocodec.errors import ConfigError
+
 NO_WEIGHTS_ID = bytes(8)
 
 
@@ -48,8 +50,6 @@ class CodecIdentity:
 
 def check_input(x: Tensor) -> None:
     """Codecs take N x 3 x H x W floats in [0, 1]."""
-    from mocodec.errors import ConfigError
-
     if x.dim() != 4 or x.shape[1] != 3:
         raise ConfigError(f"codec input must be N x 3 x H x W, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():

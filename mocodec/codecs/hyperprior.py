@@ -3,6 +3,8 @@
 The transforms and entropy models are CompressAI's; what mocodec adds is the padding
 contract of :mod:`mocodec.codecs.base` and CDF tables that are always ready to code.
 Qualities 1-8 use CompressAI's (N, M) table; ``N``/``M`` override it (tiny test models).
+Importing this module imports CompressAI (seconds): :mod:`mocodec.codecs.zoo` imports it
+when the first of these codecs is built.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from compressai.zoo.image import model_urls as COMPRESSAI_URLS
 from torch import Tensor
 
 from mocodec.codecs.base import CodecIdentity, check_input, pad_to_multiple, padded_size
-from mocodec.codecs.registry import register_codec
 from mocodec.errors import ConfigError
 
 
@@ -119,11 +120,21 @@ class JointAutoregressiveHierarchicalPriors(PaddedCompressAIMixin, cm.JointAutor
         return y_hat[..., pad:-pad, pad:-pad]
 
 
-def _compressai_codec(name: str, cls: type, quality: int, N: int | None, M: int | None, **kwargs: Any):
+# Registry name -> architecture; the registry entries are declared in :mod:`mocodec.codecs.zoo`.
+ARCHITECTURES: dict[str, type[PaddedCompressAIMixin]] = {
+    "bmshj2018-factorized": FactorizedPrior,
+    "bmshj2018-hyperprior": ScaleHyperprior,
+    "mbt2018-mean": MeanScaleHyperprior,
+    "mbt2018": JointAutoregressiveHierarchicalPriors,
+}
+
+
+def compressai_codec(name: str, quality: int, N: int | None = None, M: int | None = None, **kwargs: Any) -> PaddedCompressAIMixin:
+    """Codec ``name`` at ``quality`` with CompressAI's (N, M) for that quality, unless ``N``/``M`` are given."""
     if quality not in COMPRESSAI_CFGS[name]:
         raise ConfigError(f"quality {quality} is out of range for {name}: use 1-{max(COMPRESSAI_CFGS[name])}")
     default_n, default_m = COMPRESSAI_CFGS[name][quality]
-    codec = cls(N or default_n, M or default_m, **kwargs)
+    codec = ARCHITECTURES[name](N or default_n, M or default_m, **kwargs)
     codec.set_identity(name, quality)
     return codec
 
@@ -134,23 +145,3 @@ def compressai_url(name: str, quality: int, metric: str = "mse") -> str:
         return COMPRESSAI_URLS[name][metric][quality]
     except KeyError:
         raise ConfigError(f"CompressAI publishes no {metric} weights for {name} quality {quality}") from None
-
-
-@register_codec(pretrained_url=compressai_url, test_kwargs={"N": 8, "M": 12})
-def bmshj2018_factorized(quality: int = 3, N: int | None = None, M: int | None = None, **kw: Any):
-    return _compressai_codec("bmshj2018-factorized", FactorizedPrior, quality, N, M, **kw)
-
-
-@register_codec(pretrained_url=compressai_url, test_kwargs={"N": 8, "M": 12})
-def bmshj2018_hyperprior(quality: int = 3, N: int | None = None, M: int | None = None, **kw: Any):
-    return _compressai_codec("bmshj2018-hyperprior", ScaleHyperprior, quality, N, M, **kw)
-
-
-@register_codec(pretrained_url=compressai_url, test_kwargs={"N": 8, "M": 12})
-def mbt2018_mean(quality: int = 3, N: int | None = None, M: int | None = None, **kw: Any):
-    return _compressai_codec("mbt2018-mean", MeanScaleHyperprior, quality, N, M, **kw)
-
-
-@register_codec(pretrained_url=compressai_url, test_kwargs={"N": 8, "M": 12})
-def mbt2018(quality: int = 3, N: int | None = None, M: int | None = None, **kw: Any):
-    return _compressai_codec("mbt2018", JointAutoregressiveHierarchicalPriors, quality, N, M, **kw)

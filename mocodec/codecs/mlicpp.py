@@ -24,6 +24,9 @@ decoded reconstruction.
 The architecture and its widths follow the official implementation
 (github.com/JiangWeibeta/MLIC, the 2024-04 release): N=192, M=320, 10 slices give
 83,501,408 parameters. Its checkpoints load through :func:`convert_official_state_dict`.
+
+Importing this module imports CompressAI (seconds): :mod:`mocodec.codecs.zoo` declares the
+``mlicpp`` and ``mlicpp-tiny`` registry entries and imports it when one is built.
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ from mocodec.codecs.layers import (
     merge,
     scatter,
 )
-from mocodec.codecs.registry import register_codec
 from mocodec.errors import ConfigError, WeightsError
 
 # The published MSE models, by quality: the rate-distortion λ each was trained with.
@@ -380,25 +382,10 @@ def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tens
     return converted
 
 
-def _mlicpp(name: str, quality: int, **kwargs: int) -> MLICPlusPlus:
+def mlicpp_codec(name: str, quality: int, **kwargs: int) -> MLICPlusPlus:
+    """An MLIC++ codec registered as ``name`` at ``quality`` (1-6, the published λ); ``kwargs``: its widths."""
     if not 1 <= quality <= len(MSE_LAMBDAS):
         raise ConfigError(f"quality {quality} is out of range for {name}: use 1-{len(MSE_LAMBDAS)}")
     codec = MLICPlusPlus(**kwargs)
     codec.set_identity(name, quality)
     return codec
-
-
-# A few hundred thousand parameters, same structure: what tests and the registry sweep build.
-TINY = {"N": 16, "M": 32, "num_slices": 4, "hidden_width": 40}
-
-
-@register_codec(test_kwargs=TINY, convert_state_dict=convert_official_state_dict)
-def mlicpp(quality: int = 3, N: int = 192, M: int = 320, num_slices: int = 10, hidden_width: int = 320) -> MLICPlusPlus:
-    """MLIC++ as published: 83,501,408 parameters."""
-    return _mlicpp("mlicpp", quality, N=N, M=M, num_slices=num_slices, hidden_width=hidden_width)
-
-
-@register_codec(test_kwargs={}, convert_state_dict=convert_official_state_dict)
-def mlicpp_tiny(quality: int = 3, **overrides: int) -> MLICPlusPlus:
-    """MLIC++'s structure at test size (:data:`TINY`; keyword arguments override it)."""
-    return _mlicpp("mlicpp-tiny", quality, **{**TINY, **overrides})

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mocodec.data.io import image_present
+from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
-from mocodec.tasks.base import Sample
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from mocodec.errors import ConfigError
 
 TRAIN_PHOTOS = (
     "hubble_deep_field", "immunohistochemistry", "retina", "camera", "coins",
@@ -22,7 +25,7 @@ SPLITS = {"train": TRAIN_PHOTOS, "val": HELDOUT_PHOTOS, "all": TRAIN_PHOTOS + HE
 
 def load_photo(name: str) -> np.ndarray:
     """One bundled photograph as H x W x 3 uint8."""
-    import skimage.data
+    import skimage.data  # the one importer of scikit-image: its import takes a second, only the embedded set needs it
 
     img = getattr(skimage.data, name)()
     if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
@@ -36,8 +39,6 @@ def load_photo(name: str) -> np.ndarray:
 def photos(split: str = "val") -> dict[str, np.ndarray]:
     """``{name: H x W x 3 uint8}`` for a split: ``train``, ``val`` (held out) or ``all``."""
     if split not in SPLITS:
-        from mocodec.errors import ConfigError
-
         raise ConfigError(f"unknown embedded split '{split}'; use one of {', '.join(SPLITS)}")
     return {name: load_photo(name) for name in SPLITS[split]}
 
@@ -51,8 +52,6 @@ def crops(image: np.ndarray, size: int, stride: int | None = None) -> list[np.nd
 
 def write_split(folder: str | Path, split: str = "val", crop: int | None = None) -> list[Path]:
     """Write a split as PNG files (whole photos, or ``crop``-sized tiles of them) into ``folder``."""
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

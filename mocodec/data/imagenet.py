@@ -37,9 +37,14 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image
+
+from mocodec.backbones import import_timm, import_torchvision
+from mocodec.data.embedded import crops, photos
 from mocodec.data.io import IMAGE_EXTENSIONS, list_images
+from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
-from mocodec.tasks.base import Sample
+from mocodec.files import atomic_write_bytes
 
 LOC_CSV = "LOC_val_solution.csv"
 LAYOUTS = ("auto", "imagefolder", "loc", "unlabeled")
@@ -49,9 +54,7 @@ SYNSET = re.compile(r"n\d{8}")
 def imagenet_synsets() -> list[str]:
     """The 1000 ILSVRC-2012 synsets in class-index order (sorted), from timm."""
     try:
-        from timm.data import ImageNetInfo
-
-        synsets = list(ImageNetInfo("imagenet-1k").label_names())
+        synsets = list(import_timm().data.ImageNetInfo("imagenet-1k").label_names())
     except Exception as exc:  # an old timm has no ImageNetInfo; any failure means the same to the user
         raise ConfigError(f"the ImageNet synset list is unavailable ({type(exc).__name__}); install timm>=0.9 to map synsets to class indices") from None
     if len(synsets) != 1000 or synsets != sorted(synsets):
@@ -77,9 +80,8 @@ def class_index_map(class_names: Sequence[str] | None = None) -> dict[str, int]:
 
 def imagefolder_samples(root: Path, class_names: Sequence[str] | None = None) -> list[Sample]:
     """``root/<synset or class name>/<image>``; folder names the model does not know are an error."""
-    from torchvision.datasets.folder import find_classes, make_dataset
-
-    folders, _ = find_classes(str(root))
+    folder_dataset = import_torchvision().datasets.folder
+    folders, _ = folder_dataset.find_classes(str(root))
     index = class_index_map(class_names)
     unknown = [f for f in folders if f not in index and _normalise_name(f) not in index]
     if unknown:
@@ -89,7 +91,7 @@ def imagefolder_samples(root: Path, class_names: Sequence[str] | None = None) ->
             f"ImageNet synsets (n01440764, ...) nor {hint}; rename them or use --dataset-option layout=unlabeled"
         )
     class_to_idx = {f: index.get(f, index.get(_normalise_name(f))) for f in folders}
-    pairs = make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
+    pairs = folder_dataset.make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
     return [Sample(Path(p).relative_to(root).as_posix(), Path(p), label) for p, label in sorted(pairs)]
 
 
@@ -142,11 +144,6 @@ def cache_dir() -> Path:
 
 def embedded_samples(tile: int = 288, stride: int = 72, folder: str | Path | None = None) -> list[Sample]:
     """Overlapping ``tile`` x ``tile`` crops of the held-out embedded photographs, written once as PNG."""
-    from PIL import Image
-
-    from mocodec.data.embedded import crops, photos
-    from mocodec.files import atomic_write_bytes
-
     if tile < 32 or stride < 1:
         raise ConfigError(f"embedded tiles need tile >= 32 and stride >= 1 (got tile={tile}, stride={stride})")
     folder = Path(folder) if folder else cache_dir() / f"embedded-val-{tile}px-stride{stride}"

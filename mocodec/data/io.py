@@ -14,6 +14,7 @@ bitstream container) can give back the same kind of image:
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mocodec.errors import ConfigError, ImageReadError
+from mocodec.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif")
 DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -134,9 +136,6 @@ def tensor_to_pil(x: torch.Tensor, info: ImageInfo | None = None) -> Image.Image
 
 def write_image(path: str | os.PathLike, x: torch.Tensor, info: ImageInfo | None = None) -> None:
     """Write a 3xHxW [0, 1] tensor as an image file (format from the extension; PNG is lossless)."""
-    from mocodec.files import atomic_write_bytes
-    import io
-
     path = Path(path)
     buf = io.BytesIO()
     fmt = Image.registered_extensions().get(path.suffix.lower())

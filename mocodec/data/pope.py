@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mocodec.data.embedded import write_split
 from mocodec.data.io import image_present
 from mocodec.data.questions import Question
+from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
-from mocodec.tasks.base import Sample
 
 SPLITS = ("random", "popular", "adversarial")
 IMAGE_FOLDER = "val2014"
@@ -101,8 +102,6 @@ def pope_samples(questions_file: str | Path, images: str | Path, missing: list[t
 
 def embedded_pope_samples(folder: str | Path) -> list[Sample]:
     """POPE-style questions about the held-out embedded photographs, written once as PNG into ``folder``."""
-    from mocodec.data.embedded import write_split
-
     samples = []
     for path in write_split(folder, "val"):
         questions = tuple(

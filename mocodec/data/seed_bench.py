@@ -16,8 +16,8 @@ from pathlib import Path
 from mocodec.data.coco import read_json
 from mocodec.data.io import image_present
 from mocodec.data.questions import Question
+from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
-from mocodec.tasks.base import Sample
 
 QUESTIONS_FILE = "SEED-Bench.json"
 IMAGE_FOLDER = "SEED-Bench-image"

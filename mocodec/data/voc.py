@@ -17,8 +17,8 @@ from pathlib import Path
 
 from mocodec.data.coco import ObjectBox
 from mocodec.data.io import image_present
+from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
-from mocodec.tasks.base import Sample
 
 VOC_TO_COCO = {
     "aeroplane": "airplane",

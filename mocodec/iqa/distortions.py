@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from mocodec.codecs import CODECS, is_classic, load_codec
 from mocodec.errors import ConfigError
 from mocodec.evaluation.coding import CodecSpec, code_image, parse_qualities
 from mocodec.registry import Registry
@@ -166,8 +167,6 @@ def create_family(spec: str) -> DistortionFamily:
     ``NAME`` is a registered family (``FAMILIES.names()``) or any codec of the codec
     registry; ``LEVELS`` overrides the default levels (qualities for codecs: ``1-8``, ``10,30``).
     """
-    from mocodec.codecs import CODECS, is_classic
-
     name, _, levels_text = spec.partition("=") if not spec.startswith("ckpt:") else (spec, "", "")
     if name in FAMILIES:
         if not levels_text:
@@ -182,8 +181,6 @@ def create_family(spec: str) -> DistortionFamily:
     if is_classic(codec.name):
         return CodecFamily(codec, parse_qualities(levels_text) if levels_text else (10, 30, 50, 70), name=codec.name)
     if codec.checkpoint is not None:  # a checkpoint fixes the weights, and so the one quality it was trained for
-        from mocodec.codecs import load_codec
-
         quality = load_codec(codec.name, checkpoint=codec.checkpoint).quality
         return CodecFamily(codec, [quality], name=codec.label)
     if not codec.pretrained:

@@ -15,7 +15,8 @@ Every file is written atomically, and ``pcmp.json`` only after ``pairs.csv``, so
 interrupted build never looks complete; running the same build again resumes it
 (references with a record are skipped) and gives the same files as an uninterrupted run:
 every random draw (noise, pair order, pair sampling) is seeded by ``(seed, reference, ...)``,
-not by the order of work. ``read_pcmp`` / :class:`PCMPDataset` read a complete build back.
+not by the order of work. :func:`mocodec.iqa.datasets.read_pcmp` (2AFC pairs) and
+:class:`PCMPDataset` (a torch dataset) read a complete build back.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -38,19 +39,16 @@ from torch import Tensor
 
 from mocodec.data.io import list_images, read_image, write_image
 from mocodec.errors import ConfigError, ImageReadError, OutputExistsError
+from mocodec.evaluation.coding import quantize_8bit
 from mocodec.files import atomic_write_json, atomic_write_text
-from mocodec.iqa.datasets import PairDataset, PreferencePair
+from mocodec.iqa.datasets import VOTE_PREFIX, read_pcmp_manifest, resolve_voters
+from mocodec.iqa.distortions import DistortionFamily
 from mocodec.iqa.pairs import REPORT_TOLERANCES, matched_pairs, orient_and_sample
 from mocodec.iqa.voting import Voter, VoteRule, consistency, soft_label
 from mocodec.losses.mse import psnr
-from mocodec.registry import canonical_name
-
-if TYPE_CHECKING:  # the families bring the codecs, which reading a build does not need
-    from mocodec.iqa.distortions import DistortionFamily
 
 FORMAT, VERSION = "mocodec-pcmp", 1
 MANIFEST_COLUMNS = ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")
-VOTE_PREFIX = "vote:"
 VOTER_BATCH = 8  # distorted images held in memory and judged together
 Progress = Callable[[Iterable, int, str], Iterable]
 
@@ -197,8 +195,6 @@ def build_pcmp(
 def _build_reference(rid: str, x: Tensor, out: Path, families: Sequence[DistortionFamily],
                      voters: Sequence[Voter], settings: BuildSettings) -> dict[str, Any]:
     """Distort one reference, vote, match pairs: the content of ``records/ID.json``."""
-    from mocodec.evaluation.coding import quantize_8bit
-
     x = quantize_8bit(fit_size(x, settings.max_size))
     reference_path = f"references/{rid}.png"
     write_image(out / reference_path, x)
@@ -306,62 +302,7 @@ def _summary(records: Sequence[dict[str, Any]], config: dict[str, Any], settings
     }
 
 
-# --------------------------------------------------------------------------- reading a build back
-
-
-@dataclass
-class Manifest:
-    root: Path
-    rows: list[dict[str, str]]
-    voters: list[str]
-
-    def votes(self, voters: Sequence[str]) -> np.ndarray:
-        """voters x pairs array of votes."""
-        return np.array([[float(row[VOTE_PREFIX + v]) for row in self.rows] for v in voters]).reshape(len(voters), len(self.rows))
-
-
-def read_manifest(root: str | Path) -> Manifest:
-    """The manifest of a complete PCMP build (refuses interrupted ones)."""
-    root = Path(root)
-    if not (root / "pcmp.json").is_file():
-        hint = "rerun the same `mocodec pcmp` command to finish it" if (root / "config.json").is_file() else "build one with `mocodec pcmp`"
-        raise ConfigError(f"{root} is not a complete PCMP dataset (no pcmp.json); {hint}")
-    with open(root / "pairs.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        voters = [c[len(VOTE_PREFIX):] for c in reader.fieldnames or [] if c.startswith(VOTE_PREFIX)]
-    return Manifest(root, rows, voters)
-
-
-def _check_voters(requested: Sequence[str], available: Sequence[str], root: Path) -> list[str]:
-    """The manifest's spelling of each requested voter (``efficientnet_lite2`` finds ``efficientnet-lite2``)."""
-    by_canonical = {canonical_name(v): v for v in available}
-    unknown = [v for v in requested if canonical_name(v) not in by_canonical]
-    if unknown:
-        raise ConfigError(f"{root} has no votes of {', '.join(unknown)}; its voters are {', '.join(available)}")
-    return [by_canonical[canonical_name(v)] for v in requested]
-
-
-def read_pcmp(root: str | Path, label_voters: Sequence[str] | None = None, heldout_voters: Sequence[str] | None = None) -> PairDataset:
-    """A PCMP build as 2AFC pairs: ``"label"`` from ``label_voters`` and, if given, ``"held-out"`` from ``heldout_voters``.
-
-    Held-out validation (so a metric cannot win by copying the labelling models' bias):
-    the two voter sets must be disjoint; by default every voter not held out labels.
-    """
-    root = Path(root)
-    manifest = read_manifest(root)
-    heldout = _check_voters(heldout_voters or [], manifest.voters, manifest.root)
-    labelling = _check_voters(label_voters or [v for v in manifest.voters if v not in heldout], manifest.voters, manifest.root)
-    if set(labelling) & set(heldout):
-        raise ConfigError(f"labelling and held-out voters must be disjoint; both contain {', '.join(sorted(set(labelling) & set(heldout)))}")
-    if not labelling:
-        raise ConfigError("no labelling voters are left; hold out fewer voters")
-    pairs = [PreferencePair(root / r["reference"], root / r["image_a"], root / r["image_b"], r["type_a"], r["type_b"])
-             for r in manifest.rows]
-    labels = {"label": soft_label(manifest.votes(labelling)) if pairs else np.zeros(0)}
-    if heldout:
-        labels["held-out"] = soft_label(manifest.votes(heldout)) if pairs else np.zeros(0)
-    return PairDataset("pcmp", pairs, labels)
+# --------------------------------------------------------------------------- reading a build back (see also mocodec.iqa.datasets.read_pcmp)
 
 
 class PCMPDataset(torch.utils.data.Dataset):
@@ -372,8 +313,8 @@ class PCMPDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, voters: Sequence[str] | None = None):
-        self.manifest = read_manifest(root)
-        self.voters = _check_voters(voters or self.manifest.voters, self.manifest.voters, self.manifest.root)
+        self.manifest = read_pcmp_manifest(root)
+        self.voters = resolve_voters(voters or self.manifest.voters, self.manifest.voters, self.manifest.root)
         self._votes = torch.from_numpy(self.manifest.votes(self.voters)).float().T.contiguous()
 
     def __len__(self) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mocodec.errors import ConfigError
+
 
 class Distortion(nn.Module):
     higher_is_better: bool = True
@@ -26,7 +28,5 @@ class Distortion(nn.Module):
 
 
 def check_pair(x_hat: Tensor, x: Tensor) -> None:
-    from mocodec.errors import ConfigError
-
     if x_hat.shape != x.shape or x.dim() != 4:
         raise ConfigError(f"distortion inputs must be two N x C x H x W tensors of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}")

@@ -2,7 +2,7 @@
 
 The calibrated linear layers ship inside the package, so they work offline. The backbone
 (AlexNet, VGG-16 or SqueezeNet 1.1) is torchvision's ImageNet classifier, which the package
-would fetch from torchvision's hub on its own; here it is resolved by :mod:`mocodec.weights`
+would fetch from torchvision's hub on its own; here it is resolved with :mod:`mocodec.weights`
 instead (downloaded once to ``$TORCH_HOME/hub/checkpoints``, or a local file passed as
 ``pretrained``), so an offline machine gets one line naming the file to place.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from mocodec.backbones import import_torchvision
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.losses.base import check_pair
 from mocodec.losses.feature_similarity import FrozenNetworkDistortion
@@ -45,9 +46,7 @@ class LPIPS(FrozenNetworkDistortion):
 
 def backbone_weights_file(net: str) -> Path:
     """torchvision's ImageNet weights of LPIPS backbone ``net`` (downloaded once, cached)."""
-    import torchvision
-
-    weights = getattr(torchvision.models, BACKBONE_WEIGHTS[net]).IMAGENET1K_V1
+    weights = getattr(import_torchvision().models, BACKBONE_WEIGHTS[net]).IMAGENET1K_V1
     return fetch_url(weights.url, what=f"the LPIPS {net} backbone (torchvision ImageNet weights)", alternative=PRETRAINED_FILE_HINT)
 
 
@@ -72,7 +71,7 @@ def lpips_network(net: str = "alex", pretrained: str | Path | bool | None = True
     ``pretrained``: True for torchvision's ImageNet weights of the backbone, a file of them, or
     None/False for a random-init backbone (tests).
     """
-    import lpips
+    import lpips  # the one importer of lpips: it imports torchvision, seconds that listing names must not pay
 
     if net not in BACKBONE_WEIGHTS:
         raise ConfigError(f"unknown LPIPS backbone '{net}'; use one of {', '.join(BACKBONE_WEIGHTS)}")

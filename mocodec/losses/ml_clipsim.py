@@ -19,22 +19,26 @@ adapts the encoders:
   global embedding is the pooled pre-logits feature (timm's ``forward_head(pre_logits=True)``).
 
 ``pretrained`` is a tag of the model's pretrained table (open_clip's, or timm's ``name.tag``),
-a local weights file, or None for random init. Weights are resolved by :mod:`mocodec.weights`;
+a local weights file, or None for random init. open_clip tags are resolved here
+(:func:`open_clip_weights`), timm tags by :func:`mocodec.backbones.timm_pretrained_weights`;
 offline, the error names the file to download and the flag that takes it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from mocodec.backbones import import_timm, timm_pretrained_weights
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.losses.feature_similarity import FeatureEncoder, LayerFeatures, LayerSpec, MultiLayerFeatureSimilarity
 from mocodec.losses.registry import register_distortion
-from mocodec.weights import open_clip_weights, timm_pretrained_weights
+from mocodec.weights import PRETRAINED_FILE_HINT, fetch_url, hf_hub_file, looks_like_path
 
 TIMM_PREFIX = "timm:"
 WHAT = "ml-clipsim weights"
@@ -45,6 +49,44 @@ TINY_OPEN_CLIP_CFG: dict[str, Any] = {
     "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 16, "layers": 12, "head_width": 8},
     "text_cfg": {"context_length": 4, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1},
 }
+
+
+def import_open_clip() -> ModuleType:
+    """open_clip, imported when the first ML-CLIPSim term is built: its import takes over a second, which listing names must not pay."""
+    import open_clip
+
+    return open_clip
+
+
+def open_clip_weights(model: str, pretrained: str, *, what: str, alternative: str = PRETRAINED_FILE_HINT) -> tuple[Path, dict[str, Any]]:
+    """Local weights file of open_clip ``model`` for ``pretrained`` (a tag of open_clip's table or a file).
+
+    Also returns the preprocessing/architecture facts that belong to the weights (``mean``,
+    ``std``, ``interpolation``, ``quick_gelu``): the tag's entry, or for a local file the
+    statistics every tag of ``model`` shares (give the model name that matches the file, e.g.
+    ``ViT-B-32-quickgelu`` for OpenAI's original weights).
+    """
+    open_clip = import_open_clip()
+    keys = ("mean", "std", "interpolation", "quick_gelu")
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        tag_cfgs = [open_clip.get_pretrained_cfg(model, t) for t in open_clip.list_pretrained_tags_by_model(model)]
+        shared = {k: tag_cfgs[0][k] for k in ("mean", "std", "interpolation") if tag_cfgs and all(c.get(k) == tag_cfgs[0].get(k) for c in tag_cfgs)}
+        return path, shared
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        if looks_like_path(pretrained):
+            raise WeightsError(f"{what} file {path} does not exist; check the path")
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none (pass a local file)"
+        raise ConfigError(f"unknown pretrained tag '{pretrained}' for open_clip model {model}; known tags: {tags}")
+    facts = {k: cfg[k] for k in keys if k in cfg}
+    if cfg.get("hf_hub"):
+        repo, filename = cfg["hf_hub"].rstrip("/"), None
+        if not cfg["hf_hub"].endswith("/"):  # 'org/repo/file.ext' names the file; 'org/repo/' means the default
+            repo, filename = os.path.split(cfg["hf_hub"])
+        names = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        return hf_hub_file(repo, names, what=f"{what} {model}/{pretrained}", alternative=alternative), facts
+    return fetch_url(cfg["url"], what=f"{what} {model}/{pretrained}", alternative=alternative), facts
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -97,11 +139,9 @@ class TimmViTFeatures(FeatureEncoder):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        from timm.data import resolve_model_data_config
-
         if not (hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "forward_intermediates")):
             raise ConfigError(f"ml-clipsim's timm backend takes ViTs, got {type(model).__name__}; use ml-featsim for CNNs")
-        data = resolve_model_data_config(model)
+        data = import_timm().data.resolve_model_data_config(model)
         self.model = model
         self.num_layers = len(model.blocks)
         self.input_size = _pair(model.patch_embed.img_size)  # the built size, which kwargs may have changed
@@ -127,8 +167,7 @@ class TimmViTFeatures(FeatureEncoder):
 
 def open_clip_encoder(model: str, pretrained: str | Path | None, model_cfg: dict[str, Any] | None = None) -> OpenClipFeatures:
     """The image tower of open_clip ``model`` with ``pretrained`` weights (tag, file, or None)."""
-    import open_clip
-
+    open_clip = import_open_clip()
     if ":" not in model and open_clip.get_model_config(model) is None:
         raise ConfigError(
             f"unknown open_clip model '{model}'; e.g. ViT-B-32, ViT-B-16, ViT-L-14, ViT-B-16-SigLIP "
@@ -152,8 +191,7 @@ def open_clip_encoder(model: str, pretrained: str | Path | None, model_cfg: dict
 
 def timm_encoder(name: str, pretrained: str | Path | None, model_cfg: dict[str, Any] | None = None) -> TimmViTFeatures:
     """timm ViT ``name`` with ``pretrained`` weights (timm tag, file, or None); ``model_cfg`` = create_model kwargs."""
-    import timm
-
+    timm = import_timm()
     if not timm.is_model(name):
         raise ConfigError(f"unknown timm model '{name}'; timm.list_models('vit_*') lists the ViTs")
     kwargs = dict(model_cfg or {})

@@ -29,26 +29,15 @@ simply recomputes its outputs on the originals at each rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
+from mocodec.data.samples import Sample  # what :meth:`Task.dataset` returns; the dataset readers build them
 
-@dataclass(frozen=True)
-class Sample:
-    """One image of a task's dataset: a stable id (for resuming and merging), its file, its target.
-
-    ``target`` is whatever the task's metrics need: a class index, a list of boxes, the
-    questions asked about this image (VLM tasks group questions per image so that each
-    image is coded once per rate), or None for label-free agreement only.
-    """
-
-    id: str
-    path: Path
-    target: Any = None
+__all__ = ["Sample", "Task"]
 
 
 class Task:

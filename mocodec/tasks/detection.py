@@ -27,19 +27,21 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from torch import Tensor
 
+from mocodec.data.coco import ObjectBox, coco_samples, find_coco
+from mocodec.data.embedded import write_split
+from mocodec.data.imagenet import cache_dir
+from mocodec.data.io import list_images
+from mocodec.data.voc import voc_samples
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.detectors import Detections, create_detector
 from mocodec.tasks.inputs import number_option, report_missing, to_uint8_images
 from mocodec.tasks.registry import register_task
-
-if TYPE_CHECKING:  # mocodec.data.coco builds Samples, so it imports mocodec.tasks itself
-    from mocodec.data.coco import ObjectBox
 
 LAYOUTS = ("auto", "coco", "voc", "unlabeled")
 
@@ -59,7 +61,7 @@ def coco_map(ground_truth: Sequence[Sequence[Sequence[float]]], detections: Sequ
     rows ``[x, y, w, h, score, class]``. Classes without any labelled object are left out
     of the mean, as COCOeval does; with no labelled object at all mAP is undefined (None).
     """
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # the one importer of the optional pycocotools ([detect] extra)
     from pycocotools.cocoeval import COCOeval
 
     if len(ground_truth) != len(detections):
@@ -160,9 +162,6 @@ class DetectionTask(Task):
         image list; ``images`` overrides COCO's image folder. Images the labels list but
         the folder lacks are skipped with a warning.
         """
-        from mocodec.data.coco import coco_samples, find_coco
-        from mocodec.data.voc import voc_samples
-
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown detection layout '{layout}'; use one of {', '.join(LAYOUTS)}")
         if root is None and annotations is None:
@@ -240,8 +239,6 @@ def _detect_layout(root: Path, annotations: str | Path | None) -> str:
 
 
 def _unlabeled_samples(root: Path) -> list[Sample]:
-    from mocodec.data.io import list_images
-
     samples = [Sample(p.relative_to(root).as_posix(), p) for p in list_images(root)]
     if not samples:
         raise ConfigError(f"dataset folder {root} holds no images, COCO annotations or VOC layout")
@@ -250,7 +247,4 @@ def _unlabeled_samples(root: Path) -> list[Sample]:
 
 def _embedded_samples() -> list[Sample]:
     """The held-out embedded photographs (a person, a cat, a cup, ...), whole, unlabeled."""
-    from mocodec.data.embedded import write_split
-    from mocodec.data.imagenet import cache_dir
-
     return [Sample(f"embedded/{p.stem}", p) for p in write_split(cache_dir() / "embedded-val", "val")]

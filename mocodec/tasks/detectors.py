@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
+from mocodec.backbones import import_torchvision, torchvision_weights_file
 from mocodec.errors import ConfigError, WeightsError
+from mocodec.weights import file_digest, load_state_dict_file
 
 TORCHVISION_DETECTORS = (
     "fasterrcnn_mobilenet_v3_large_320_fpn",
@@ -55,33 +59,52 @@ class Detector(Protocol):
 
 def weights_id(weights: str | Path | None, pretrained: bool) -> str:
     """What the outputs depend on besides the name: a local file's digest, else published or random weights."""
-    from mocodec.weights import file_digest
-
     return file_digest(weights).hex() if weights else ("pretrained" if pretrained else "random")
 
 
-def import_ultralytics():
-    """Import ultralytics and undo its replacement of ``PIL.Image.open``.
+def import_ultralytics() -> ModuleType:
+    """Import ultralytics (the optional ``[detect]`` extra) and undo its replacement of ``PIL.Image.open``.
 
+    The one importer of ultralytics in mocodec: its import takes a second, paid when a YOLO model is built.
     On import, ultralytics swaps ``PIL.Image.open`` for a wrapper that, on any file Pillow
     cannot identify, tries to install and import ``pi-heif``: everywhere in the process a
     broken image then raises ModuleNotFoundError (or triggers a pip install) instead of
     ``UnidentifiedImageError``. mocodec reads images itself, so Pillow's own function is put back.
     """
     import ultralytics
-    from PIL import Image
-    from ultralytics.utils import patches
+    import ultralytics.utils.downloads
+    import ultralytics.utils.patches
 
-    Image.open = patches._image_open
+    Image.open = ultralytics.utils.patches._image_open
     return ultralytics
+
+
+def ultralytics_weights_file(name: str) -> Path:
+    """The checkpoint of a published ultralytics model (``yolo11n``, ``yolov8s.pt``).
+
+    Looked for in the current folder, then in ultralytics' weights folder (``yolo settings``),
+    else downloaded there once by ultralytics; offline: a WeightsError naming the file and the folder.
+    """
+    utils = import_ultralytics().utils
+    assets = utils.downloads.GITHUB_ASSETS_NAMES
+    file = name if name.endswith(".pt") else f"{name}.pt"
+    target = Path(utils.SETTINGS["weights_dir"]) / file
+    if not (Path(file).is_file() or target.is_file() or file in assets):
+        examples = sorted(n.removesuffix(".pt") for n in assets if n.startswith(("yolo11", "yolov8")) and "-" not in n)
+        raise WeightsError(f"ultralytics publishes no model '{name}'; detectors it does: {', '.join(examples)}, ...; or pass --weights PATH")
+    try:
+        path = Path(utils.downloads.attempt_download_asset(file))
+    except Exception as exc:  # ConnectionError offline; other network failures mean the same here
+        raise WeightsError(f"cannot download {file} ({type(exc).__name__}; offline?); place it at {target}, or pass --weights PATH") from None
+    if not path.is_file():
+        raise WeightsError(f"ultralytics did not fetch {file}; place it at {target}, or pass --weights PATH")
+    return path
 
 
 def coco80_names() -> tuple[str, ...]:
     """COCO's 80 detection classes in the order YOLO models index them (ultralytics' coco.yaml)."""
-    import_ultralytics()
-    from ultralytics.utils import ROOT, YAML
-
-    names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
+    utils = import_ultralytics().utils
+    names = utils.YAML.load(utils.ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
     return tuple(names[i] for i in range(len(names)))
 
 
@@ -99,8 +122,6 @@ class UltralyticsDetector:
         imgsz: int = 640,
         device: str | None = None,
     ) -> None:
-        from mocodec.weights import ultralytics_weights_file
-
         YOLO = import_ultralytics().YOLO
 
         architecture_only = model.endswith((".yaml", ".yml"))
@@ -152,10 +173,7 @@ class TorchvisionDetector:
         max_det: int = 100,
         device: str | None = None,
     ) -> None:
-        import torchvision
-
-        from mocodec.weights import load_state_dict_file, torchvision_weights_file
-
+        torchvision = import_torchvision()
         if model not in TORCHVISION_DETECTORS:
             raise ConfigError(f"unknown torchvision detector '{model}'; known: {', '.join(TORCHVISION_DETECTORS)}")
         self.model_name, self.weights, self.pretrained = model, weights, pretrained

@@ -38,12 +38,15 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from mocodec.data.imagenet import cache_dir
+from mocodec.data.io import list_images
+from mocodec.data.pope import embedded_pope_samples, find_pope, pope_samples
 from mocodec.data.questions import LABEL_FREE_QUESTIONS, Question
+from mocodec.data.seed_bench import QUESTIONS_FILE, find_seed_bench, seed_bench_samples
 from mocodec.errors import ConfigError
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.inputs import number_option, report_missing, to_uint8_images
 from mocodec.tasks.registry import register_task
-from mocodec.tasks.vlm_models import VisionLanguageModel
 from mocodec.tasks.vlm_prompts import PROMPT_TEMPLATES, parse_answer, prompt, scored_answer, yes_no_scores
 
 BENCHMARKS = ("auto", "seed-bench", "pope", "unlabeled")
@@ -99,6 +102,8 @@ class VQATask(Task):
         device: str | None = None,
         dtype: str | None = None,
     ) -> None:
+        from mocodec.tasks.vlm_models import VisionLanguageModel  # the one importer of transformers: seconds, paid when a VLM is built
+
         self.model_name, self.weights, self.pretrained = model, weights, pretrained
         self.vlm = VisionLanguageModel.from_name(
             model, weights, pretrained, device=device, dtype=dtype,
@@ -130,13 +135,9 @@ class VQATask(Task):
         POPE-style questions about the held-out embedded photographs. Images asked about but
         absent are skipped with a warning.
         """
-        from mocodec.data.pope import embedded_pope_samples
-
         if benchmark not in BENCHMARKS:
             raise ConfigError(f"unknown VQA benchmark '{benchmark}'; use one of {', '.join(BENCHMARKS)}")
         if root is None:
-            from mocodec.data.imagenet import cache_dir
-
             samples = embedded_pope_samples(cache_dir() / "embedded-val")
         else:
             samples = self._benchmark_samples(Path(root), benchmark, split, images)
@@ -144,9 +145,6 @@ class VQATask(Task):
         return samples
 
     def _benchmark_samples(self, root: Path, benchmark: str, split: str, images: str | Path | None) -> list[Sample]:
-        from mocodec.data.pope import find_pope, pope_samples
-        from mocodec.data.seed_bench import find_seed_bench, seed_bench_samples
-
         benchmark = _detect_benchmark(root, split) if benchmark == "auto" else benchmark
         missing: list[tuple[str, str]] = []
         if benchmark == "seed-bench":
@@ -232,8 +230,6 @@ def _question_row(question: Question, original: str, decoded: str) -> dict[str, 
 
 def _detect_benchmark(root: Path, split: str) -> str:
     """``seed-bench`` or ``pope`` from the files present (or the file given)."""
-    from mocodec.data.seed_bench import QUESTIONS_FILE
-
     if root.is_dir():
         if (root / QUESTIONS_FILE).is_file():
             return "seed-bench"
@@ -253,8 +249,6 @@ def _detect_benchmark(root: Path, split: str) -> str:
 
 def _label_free_samples(root: Path) -> list[Sample]:
     """Every image under ``root`` with the label-free questions (agreement only)."""
-    from mocodec.data.io import list_images
-
     samples = [Sample(p.relative_to(root).as_posix(), p, LABEL_FREE_QUESTIONS) for p in list_images(root)]
     if not samples:
         raise ConfigError(f"no SEED-Bench.json, coco_pope_<split>.json or images in {root}; vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images")

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
+import tokenizers
+import transformers
+
+from mocodec.errors import UnknownNameError
+from mocodec.utils.seeding import seeded
 
 WORDS = (
     "[UNK] user assistant system Is is there a an in the image of ? . , : ; ! ' s ( ) "
@@ -63,14 +67,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
 
 def word_level_tokenizer(special_tokens: list[str], image_placeholder: str, **named_tokens: str):
     """A whitespace/punctuation word-level tokenizer over :data:`WORDS` with a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {token: i for i, token in enumerate([*special_tokens, *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.decoder = decoders.WordPiece()  # joins words with spaces
-    tokenizer = PreTrainedTokenizerFast(
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    backend.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+    tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="<|endoftext|>", eos_token="<|im_end|>",
         extra_special_tokens=named_tokens or None,
     )
@@ -80,49 +81,43 @@ def word_level_tokenizer(special_tokens: list[str], image_placeholder: str, **na
 
 
 def tiny_qwen2_5_vl() -> tuple[Any, Any]:
-    from transformers import (
-        Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
-    )
-
     spec = TINY_CONFIGS["qwen2.5-vl"]
     tokenizer = word_level_tokenizer(spec["special_tokens"], spec["image_placeholder"])
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
+    config = transformers.Qwen2_5_VLConfig(
         text_config={**spec["text"], "vocab_size": len(tokenizer), "bos_token_id": ids("<|endoftext|>"),
                      "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")},
         vision_config=spec["vision"],
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
     )
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**spec["image_processor"]), tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),  # required even for images
+    processor = transformers.Qwen2_5_VLProcessor(
+        image_processor=transformers.Qwen2VLImageProcessor(**spec["image_processor"]), tokenizer=tokenizer,
+        video_processor=transformers.Qwen2VLVideoProcessor(),  # required even for images
         chat_template=tokenizer.chat_template,
     )
-    return Qwen2_5_VLForConditionalGeneration(config), processor
+    return transformers.Qwen2_5_VLForConditionalGeneration(config), processor
 
 
 def tiny_internvl() -> tuple[Any, Any]:
-    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor, InternVLVideoProcessor
-
     spec = TINY_CONFIGS["internvl"]
     tokenizer = word_level_tokenizer(
         spec["special_tokens"], spec["image_placeholder"],
         start_image_token="<img>", end_image_token="</img>", context_image_token="<IMG_CONTEXT>", video_token="<video>",
     )
     ids = tokenizer.convert_tokens_to_ids
-    config = InternVLConfig(
+    config = transformers.InternVLConfig(
         vision_config=spec["vision"],
         text_config={**spec["text"], "vocab_size": len(tokenizer), "bos_token_id": ids("<|endoftext|>"),
                      "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")},
         image_token_id=ids("<IMG_CONTEXT>"), image_seq_length=spec["image_seq_length"],
     )
-    processor = InternVLProcessor(
-        image_processor=GotOcr2ImageProcessor(**spec["image_processor"]), tokenizer=tokenizer,
-        video_processor=InternVLVideoProcessor(), image_seq_length=spec["image_seq_length"],
+    processor = transformers.InternVLProcessor(
+        image_processor=transformers.GotOcr2ImageProcessor(**spec["image_processor"]), tokenizer=tokenizer,
+        video_processor=transformers.InternVLVideoProcessor(), image_seq_length=spec["image_seq_length"],
         chat_template=tokenizer.chat_template,
     )
-    return InternVLForConditionalGeneration(config), processor
+    return transformers.InternVLForConditionalGeneration(config), processor
 
 
 TINY_VLMS: dict[str, Callable[[], tuple[Any, Any]]] = {"qwen2.5-vl": tiny_qwen2_5_vl, "internvl": tiny_internvl}
@@ -130,11 +125,8 @@ TINY_VLMS: dict[str, Callable[[], tuple[Any, Any]]] = {"qwen2.5-vl": tiny_qwen2_
 
 def tiny_random_vlm(family: str, seed: int = 0) -> tuple[Any, Any]:
     """(model, processor) of a tiny ``family`` VLM, initialised from ``seed`` without touching the global RNG."""
-    from mocodec.errors import UnknownNameError
-
     if family not in TINY_VLMS:
         raise UnknownNameError(f"unknown tiny VLM 'random:{family}'; known: {', '.join(f'random:{f}' for f in TINY_VLMS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model, processor = TINY_VLMS[family]()
     return model.eval(), processor

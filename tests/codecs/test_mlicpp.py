@@ -12,7 +12,8 @@ import torch
 from mocodec import bitstream
 from mocodec.codecs import create_codec, load_codec
 from mocodec.codecs.layers import ANCHOR, NON_ANCHOR, gather, keep, linear_attention, merge, scatter
-from mocodec.codecs.mlicpp import TINY, SteQuantizer, convert_official_state_dict
+from mocodec.codecs.mlicpp import SteQuantizer, convert_official_state_dict
+from mocodec.codecs.zoo import TINY_MLICPP as TINY
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.losses import RateDistortionLoss
 

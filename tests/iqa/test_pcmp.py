@@ -16,7 +16,8 @@ from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError
 from mocodec.iqa import load_iqa_dataset
 from mocodec.iqa.distortions import create_family
-from mocodec.iqa.pcmp import VOTER_BATCH, BuildSettings, PCMPDataset, build_pcmp, read_manifest
+from mocodec.iqa.datasets import read_pcmp_manifest
+from mocodec.iqa.pcmp import VOTER_BATCH, BuildSettings, PCMPDataset, build_pcmp
 from mocodec.iqa.voting import Consistency, VoteRule
 from mocodec.losses import psnr
 
@@ -93,7 +94,7 @@ def test_an_interrupted_build_is_not_complete_and_resumes_to_the_same_dataset(tm
     assert not (partial / "pcmp.json").exists() and not (partial / "pairs.csv").exists()
     assert [p.name for p in (partial / "records").iterdir()] == ["crop0.json"]
     with pytest.raises(ConfigError) as exc:
-        read_manifest(partial)
+        read_pcmp_manifest(partial)
     assert str(exc.value) == f"{partial} is not a complete PCMP dataset (no pcmp.json); rerun the same `mocodec pcmp` command to finish it"
     build_pcmp(reference_folder, partial, families(), tiny_voters, SETTINGS)  # resume
     assert (partial / "pairs.csv").read_bytes() == (out / "pairs.csv").read_bytes()
