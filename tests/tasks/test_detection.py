@@ -197,16 +197,17 @@ def test_torchvision_faster_rcnn_by_name(photos):
 
 
 def test_eval_task_sweep_runs_detection_end_to_end(task, tmp_path):
-    from mocodec.evaluation.sweep import evaluate_task, plan_curves
+    from mocodec.evaluation.plan import plan_curves
+    from mocodec.evaluation.sweep import evaluate
 
     coco = write_coco(tmp_path / "coco")
     out = tmp_path / "detection.json"
     with pytest.warns(UserWarning, match="are absent"):
-        results = evaluate_task(task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, coco)
+        results = evaluate(task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, coco)
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
     assert doc["task"] == task.identity() and doc["dataset"]["num_samples"] == 2
-    assert list(doc["metrics"]) == ["map", "map50", "agreement", "agreement50", "reference-boxes", "psnr-rgb"]
+    assert list(doc["metrics"]) == ["psnr-rgb", "ms-ssim", "map", "map50", "agreement", "agreement50", "reference-boxes"]
     assert doc["metrics"]["reference-boxes"]["reference"] is True
     assert entry["results"]["quality"] == [10, 90] and len(entry["per_image"]) == 4
     for quality, record_group in ((10, entry["per_image"][:2]), (90, entry["per_image"][2:])):
@@ -226,6 +227,7 @@ def test_eval_task_cli_with_a_random_yolo(cli, tmp_path):
               "--codecs", "jpeg", "--qualities", "jpeg=50",
               "--dataset", str(coco), "--out", str(out))
     assert run.returncode == 0, run.stderr
-    header = next(line for line in run.stdout.splitlines() if line.split()[:2] == ["point", "bpp"])
-    assert header.split() == ["point", "bpp", "map", "map50", "agreement", "agreement50", "reference-boxes", "psnr-rgb"]
+    header = next(line for line in run.stdout.splitlines() if line.split()[:2] == ["point", "quality"])
+    assert header.split() == ["point", "quality", "bpp", "psnr-rgb", "ms-ssim", "map", "map50", "agreement", "agreement50", "reference-boxes",
+                              "encoding_time", "decoding_time"]
     assert json.loads(out.read_text())["entries"][0]["results"]["quality"] == [50]

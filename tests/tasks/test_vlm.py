@@ -293,13 +293,14 @@ def test_images_without_questions_get_the_label_free_ones(vlm_task, photos, tmp_
 
 
 def test_eval_task_sweep_runs_vlm_qa_end_to_end(vlm_task, tmp_path, monkeypatch):
-    from mocodec.evaluation.sweep import evaluate_task, plan_curves
+    from mocodec.evaluation.plan import plan_curves
+    from mocodec.evaluation.sweep import evaluate
 
     asked: list[int] = []
     answer = vlm_task.vlm.answer
     monkeypatch.setattr(vlm_task.vlm, "answer", lambda images, prompts: asked.append(len(prompts)) or answer(images, prompts))
     out = tmp_path / "vlm.json"
-    evaluate_task(vlm_task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, write_pope(tmp_path / "pope"), {"split": "popular"})
+    evaluate(vlm_task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, write_pope(tmp_path / "pope"), {"split": "popular"})
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
     assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == [*vlm_task.metrics, "psnr-rgb"]
