@@ -303,7 +303,7 @@ def test_eval_task_sweep_runs_vlm_qa_end_to_end(vlm_task, tmp_path, monkeypatch)
     evaluate(vlm_task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, write_pope(tmp_path / "pope"), {"split": "popular"})
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
-    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == [*vlm_task.metrics, "psnr-rgb"]
+    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == ["psnr-rgb", "ms-ssim", *vlm_task.metrics]
     assert entry["results"]["quality"] == [10, 90] and entry["results"]["num_images"] == [2, 2]
     # Two images of different sizes judged one at a time: originals + q10 first, then q90 only.
     assert asked == [2 + 2, 2, 1 + 1, 1]
