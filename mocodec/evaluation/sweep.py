@@ -47,10 +47,11 @@ from torch.utils.data import DataLoader, Dataset
 from mocodec.data.io import list_images, read_image
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image, quantize_8bit
-from mocodec.evaluation.metrics import FIDELITY, fidelity_records
+from mocodec.evaluation.metrics import FIDELITY, fidelity_records, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
 from mocodec.evaluation.results import SHARD_KEY, Results, Summarize, merge_documents, new_document, read_document, restrict, write_results
 from mocodec.evaluation.shards import Shard, launch
+from mocodec.tasks import TASKS, task_class
 from mocodec.tasks.base import Sample, Task
 from mocodec.utils.options import check_options
 
@@ -84,36 +85,25 @@ class FidelityOnly(Task):
     def compare(self, references: Sequence[Any], decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         return [{} for _ in references]
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    @classmethod
+    def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {}
 
 
 def task_metrics(task: Task) -> dict[str, dict[str, Any]]:
     """The task's metric declarations as a results file stores them."""
-    labels = {**{m: m for m in task.metrics}, **task.metric_labels}
-    return {m: {"label": labels[m], "higher_is_better": task.higher_is_better.get(m, True),
-                "reference": m in task.reference_metrics, "per_image": True} for m in task.metrics}
+    return metric_table(task.metrics)
 
 
 def summarizer(identity: Mapping[str, Any]) -> Summarize:
     """How the task ``identity`` names summarises records, without building its model (merging needs no weights)."""
     if identity.get("name") == FidelityOnly.name:
-        return FidelityOnly().summarize
-    import typing
-
-    from mocodec.tasks import TASKS
-
-    factory = TASKS.get(str(identity.get("name")))
-    cls = factory if isinstance(factory, type) else typing.get_type_hints(factory).get("return")
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ConfigError(f"task '{identity.get('name')}' does not declare its Task class; merge cannot summarise its records")
-    return cls.__new__(cls).summarize
+        return FidelityOnly.summarize
+    return task_class(str(identity.get("name"))).summarize
 
 
 def create_task_from_options(name: str, options: dict[str, Any]) -> Task:
     """``create_task(name, **options)``, with unknown options a one-line error instead of a TypeError."""
-    from mocodec.tasks import TASKS
-
     check_options(TASKS.get(name), options, f"task {name}")
     return TASKS.create(name, **options)
 

@@ -7,7 +7,7 @@ two so that results shard and merge exactly (per-image records, no averages of a
   decoded images (N x 3 x H x W in [0, 1]; ``targets`` a list of labels or Nones) and
   returns one JSON-serialisable record per image holding what the metrics need
   (e.g. correctness flags, a divergence, predicted boxes, an answer);
-- ``summarize(records)`` turns any collection of records into dataset-level metrics
+- ``summarize(records)`` turns any collection of records into the declared metrics
   (means for classification, mAP for detection, F1 for POPE, ...).
 
 Every task reports *agreement*: how often the prediction on the decoded image equals
@@ -35,22 +35,24 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from mocodec.evaluation.metrics import Metric
 from mocodec.data.samples import Sample  # what :meth:`Task.dataset` returns; the dataset readers build them
 
 __all__ = ["Sample", "Task"]
 
 
 class Task:
-    """Base class of downstream evaluators; subclasses set ``name`` and ``metrics``."""
+    """Base class of downstream evaluators; subclasses set ``name`` and declare their ``metrics``.
+
+    ``metrics`` are :class:`~mocodec.evaluation.metrics.Metric` declarations (name, label,
+    direction, measured on originals or compared, per-image mean or dataset-level), in
+    display order: results files store them, and summaries, figures, BD tables and merges
+    read them. ``summarize`` is a class method (a function of the records alone), so a merge
+    summarises records without building the task's model.
+    """
 
     name: str = "task"
-    metrics: tuple[str, ...] = ()  # the keys ``summarize`` returns, in display order
-    higher_is_better: dict[str, bool] = {}
-    # Axis labels with units for figures, e.g. {"kl": "KL(p_orig || p_decoded) [nats]"}.
-    metric_labels: dict[str, str] = {}
-    # Metrics measured on the originals only (e.g. the judge's confidence): the same at
-    # every rate, so tables print them and rate-task figures leave them out.
-    reference_metrics: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """What determines this task's outputs (name, model, weights): JSON-serialisable.
@@ -66,7 +68,9 @@ class Task:
     def evaluate(self, original: Tensor, decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    @classmethod
+    def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+        """Each metric over ``records`` (any subset of a sweep's records: a point, a shard, one image)."""
         raise NotImplementedError
 
     def reference(self, original: Tensor) -> list[Any]:

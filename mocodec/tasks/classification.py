@@ -51,7 +51,7 @@ from mocodec.backbones import (
 )
 from mocodec.data.imagenet import imagenet_samples
 from mocodec.errors import ConfigError, UnknownNameError, WeightsError
-from mocodec.evaluation.results import mean
+from mocodec.evaluation.metrics import Metric, mean
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.registry import register_task
 from mocodec.utils.seeding import seeded
@@ -224,16 +224,15 @@ class ClassificationTask(Task):
     """Top-1/top-5 accuracy (with labels), agreement, KL and top-5 overlap (without) of a frozen classifier."""
 
     name = "classification"
-    metrics = ("top1", "top5", "agreement", "kl", "top5-overlap", "top1-original", "confidence")
-    higher_is_better = {"top1": True, "top5": True, "agreement": True, "kl": False, "top5-overlap": True,
-                        "top1-original": True, "confidence": True}
-    metric_labels = {
-        "top1": "top-1 accuracy", "top5": "top-5 accuracy",
-        "agreement": "top-1 agreement with the original", "kl": "KL(p_original || p_decoded) [nats]",
-        "top5-overlap": "top-5 overlap with the original", "top1-original": "top-1 accuracy on originals",
-        "confidence": "judge's confidence on originals",
-    }
-    reference_metrics = ("top1-original", "confidence")
+    metrics = (
+        Metric("top1", "top-1 accuracy"),
+        Metric("top5", "top-5 accuracy"),
+        Metric("agreement", "top-1 agreement with the original"),
+        Metric("kl", "KL(p_original || p_decoded) [nats]", higher_is_better=False),
+        Metric("top5-overlap", "top-5 overlap with the original"),
+        Metric("top1-original", "top-1 accuracy on originals", reference=True),
+        Metric("confidence", "judge's confidence on originals", reference=True),
+    )
 
     def __init__(self, classifier: Classifier, *, model: str = "", weights_id: str = "", batch_size: int = 32, device: str | torch.device = "cpu"):
         if batch_size < 1:
@@ -284,7 +283,8 @@ class ClassificationTask(Task):
     def evaluate(self, original: Tensor, decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         return self.compare(self.reference(original), decoded, targets)
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    @classmethod
+    def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         labelled = [r for r in records if r["label"] is not None]
         return {
             "top1": mean(r["top1"] for r in labelled),
@@ -297,7 +297,7 @@ class ClassificationTask(Task):
         }
 
 
-@register_task(test_kwargs={"model": "test_efficientnet", "pretrained": False})
+@register_task(task_class=ClassificationTask, test_kwargs={"model": "test_efficientnet", "pretrained": False})
 def classification(model: str = "efficientnet_lite0", weights: str | Path | None = None, pretrained: bool = True,
                    batch_size: int = 32, device: str = "cpu") -> ClassificationTask:
     """A classifier by name (timm / torchvision / EfficientNet-Lite) judging decoded images."""

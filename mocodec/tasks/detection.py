@@ -38,6 +38,7 @@ from mocodec.data.imagenet import cache_dir
 from mocodec.data.io import list_images
 from mocodec.data.voc import voc_samples
 from mocodec.errors import ConfigError
+from mocodec.evaluation.metrics import Metric
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.detectors import Detections, create_detector
 from mocodec.tasks.inputs import number_option, report_missing, to_uint8_images
@@ -109,16 +110,13 @@ class DetectionTask(Task):
     """
 
     name = "detection"
-    metrics = ("map", "map50", "agreement", "agreement50", "reference-boxes")
-    higher_is_better = {"map": True, "map50": True, "agreement": True, "agreement50": True}
-    metric_labels = {
-        "map": "mAP@[.5:.95]",
-        "map50": "mAP@0.5",
-        "agreement": "agreement mAP@[.5:.95] (original's boxes as labels)",
-        "agreement50": "agreement mAP@0.5 (original's boxes as labels)",
-        "reference-boxes": "boxes per original image",
-    }
-    reference_metrics = ("reference-boxes",)
+    metrics = (
+        Metric("map", "mAP@[.5:.95]", per_image=False),
+        Metric("map50", "mAP@0.5", per_image=False),
+        Metric("agreement", "agreement mAP@[.5:.95] (original's boxes as labels)", per_image=False),
+        Metric("agreement50", "agreement mAP@0.5 (original's boxes as labels)", per_image=False),
+        Metric("reference-boxes", "boxes per original image", reference=True),
+    )
 
     def __init__(
         self,
@@ -211,7 +209,8 @@ class DetectionTask(Task):
         self._check_classes(box.category for box in target)
         return [[*box.bbox, self.class_index[box.category], int(box.ignore)] for box in target]
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    @classmethod
+    def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         labelled = [r for r in records if r["ground_truth"] is not None]
         map_all, map50 = coco_map([r["ground_truth"] for r in labelled], [r["detections"] for r in labelled]) if labelled else (None, None)
         pseudo_labels = [[[x, y, w, h, c, 0] for x, y, w, h, _, c in r["reference"]] for r in records]

@@ -44,6 +44,7 @@ from mocodec.data.pope import embedded_pope_samples, find_pope, pope_samples
 from mocodec.data.questions import LABEL_FREE_QUESTIONS, Question
 from mocodec.data.seed_bench import QUESTIONS_FILE, find_seed_bench, seed_bench_samples
 from mocodec.errors import ConfigError
+from mocodec.evaluation.metrics import Metric
 from mocodec.tasks.base import Sample, Task
 from mocodec.tasks.inputs import number_option, report_missing, to_uint8_images
 from mocodec.tasks.registry import register_task
@@ -76,21 +77,18 @@ class VQATask(Task):
     """
 
     name = "vlm-qa"
-    metrics = ("accuracy", "agreement", "f1", "precision", "recall", "yes-ratio", "unparseable", "accuracy-original", "f1-original")
+    metrics = (
+        Metric("accuracy", "accuracy (decoded images)", per_image=False),
+        Metric("agreement", "answers equal to the original's (fraction)", per_image=False),
+        Metric("f1", "POPE F1", per_image=False),
+        Metric("precision", "POPE precision", per_image=False),
+        Metric("recall", "POPE recall", per_image=False),
+        Metric("yes-ratio", "fraction of 'yes' answers", per_image=False),
+        Metric("unparseable", "unparseable answers (fraction)", higher_is_better=False, per_image=False),
+        Metric("accuracy-original", "accuracy on the originals", reference=True, per_image=False),
+        Metric("f1-original", "POPE F1 on the originals", reference=True, per_image=False),
+    )
     YES_NO_METRICS = ("f1", "precision", "recall", "yes-ratio", "f1-original")
-    higher_is_better = {"accuracy": True, "agreement": True, "f1": True, "precision": True, "recall": True, "unparseable": False}
-    metric_labels = {
-        "accuracy": "accuracy (decoded images)",
-        "agreement": "answers equal to the original's (fraction)",
-        "f1": "POPE F1",
-        "precision": "POPE precision",
-        "recall": "POPE recall",
-        "yes-ratio": "fraction of 'yes' answers",
-        "unparseable": "unparseable answers (fraction)",
-        "accuracy-original": "accuracy on the originals",
-        "f1-original": "POPE F1 on the originals",
-    }
-    reference_metrics = ("accuracy-original", "f1-original")
 
     def __init__(
         self,
@@ -156,16 +154,16 @@ class VQATask(Task):
         report_missing(samples, missing)
         return samples
 
-    def metrics_for(self, questions: Sequence[Question]) -> tuple[str, ...]:
-        """The metrics ``summarize`` fills for these questions, in display order."""
+    def metrics_for(self, questions: Sequence[Question]) -> tuple[Metric, ...]:
+        """The metrics ``summarize`` fills for these questions, in display order (per-dimension accuracy last)."""
         labelled = [q for q in questions if q.answer is not None]
         if not labelled:
-            return ("agreement", "unparseable")
+            return tuple(m for m in VQATask.metrics if m.name in ("agreement", "unparseable"))
         kinds = {q.kind for q in labelled}
         dimensions = sorted({q.category for q in labelled if q.kind == "multiple-choice"})
         return (
-            *(m for m in VQATask.metrics if m not in self.YES_NO_METRICS or "yes-no" in kinds),
-            *(f"accuracy/{d}" for d in dimensions),
+            *(m for m in VQATask.metrics if m.name not in self.YES_NO_METRICS or "yes-no" in kinds),
+            *(Metric(f"accuracy/{d}", f"accuracy on {d} questions", per_image=False) for d in dimensions),
         )
 
     # ------------------------------------------------------------------ evaluation
@@ -195,9 +193,10 @@ class VQATask(Task):
     def evaluate(self, original: Tensor, decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         return self.compare(self.reference(original), decoded, targets)
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    @classmethod
+    def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         rows = [row for record in records for row in record["questions"]]
-        out: dict[str, float | None] = dict.fromkeys(VQATask.metrics)  # every metric, whatever dataset() read
+        out: dict[str, float | None] = dict.fromkeys(m.name for m in VQATask.metrics)  # every metric, whatever dataset() read
         if not rows:
             return out
         scored = {side: [scored_answer(r["kind"], r[f"{side}_answer"], r[side]) for r in rows] for side in ("original", "decoded")}

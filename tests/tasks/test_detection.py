@@ -214,7 +214,7 @@ def test_eval_task_sweep_runs_detection_end_to_end(task, tmp_path):
         assert {r["quality"] for r in record_group} == {quality}
         summary = task.summarize(record_group)
         i = entry["results"]["quality"].index(quality)
-        assert [entry["results"][m][i] for m in task.metrics] == [summary[m] for m in task.metrics]
+        assert [entry["results"][m.name][i] for m in task.metrics] == [summary[m.name] for m in task.metrics]
     assert entry["per_image"][0]["ground_truth"] == [[20, 5, 100, 90, 0, 0]]
     assert results.doc["entries"][0]["name"] == "jpeg"
 

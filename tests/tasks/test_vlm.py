@@ -261,11 +261,11 @@ def test_dataset_reads_the_benchmark_and_sets_its_metrics(vlm_task, tmp_path, mo
     pope = write_pope(tmp_path / "pope")
     samples = vlm_task.dataset(pope, split="popular")
     assert [(s.id, len(s.target)) for s in samples] == [("COCO_val2014_000000000001", 2), ("COCO_val2014_000000000002", 1)]
-    assert vlm_task.metrics == ("accuracy", "agreement", "f1", "precision", "recall", "yes-ratio", "unparseable", "accuracy-original", "f1-original")
+    assert tuple(m.name for m in vlm_task.metrics) == ("accuracy", "agreement", "f1", "precision", "recall", "yes-ratio", "unparseable", "accuracy-original", "f1-original")
     assert [s.id for s in vlm_task.dataset(pope / "coco_pope_popular.json")] == [s.id for s in samples]  # the file itself
     with pytest.warns(UserWarning, match=r"1 labelled image\(s\) are absent"):
         vlm_task.dataset(write_seed(tmp_path / "seed"))
-    assert vlm_task.metrics == ("accuracy", "agreement", "unparseable", "accuracy-original",
+    assert tuple(m.name for m in vlm_task.metrics) == ("accuracy", "agreement", "unparseable", "accuracy-original",
                                 "accuracy/Instances Counting", "accuracy/Scene Understanding")
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -276,7 +276,7 @@ def test_dataset_reads_the_benchmark_and_sets_its_metrics(vlm_task, tmp_path, mo
     with pytest.raises(ConfigError, match="unknown VQA benchmark 'mme'; use one of auto, seed-bench, pope"):
         vlm_task.dataset(pope, benchmark="mme")
     monkeypatch.setenv("MOCODEC_CACHE", str(tmp_path / "cache"))
-    assert len(vlm_task.dataset()) == 6 and "f1" in vlm_task.metrics
+    assert len(vlm_task.dataset()) == 6 and "f1" in {m.name for m in vlm_task.metrics}
 
 
 def test_images_without_questions_get_the_label_free_ones(vlm_task, photos, tmp_path):
@@ -285,7 +285,7 @@ def test_images_without_questions_get_the_label_free_ones(vlm_task, photos, tmp_
     folder = write_pope(tmp_path / "pope") / "val2014"  # a plain image folder: no question file in it
     samples = vlm_task.dataset(folder)
     assert [s.id for s in samples] == ["COCO_val2014_000000000001.jpg", "COCO_val2014_000000000002.jpg"]
-    assert all(s.target == LABEL_FREE_QUESTIONS for s in samples) and vlm_task.metrics == ("agreement", "unparseable")
+    assert all(s.target == LABEL_FREE_QUESTIONS for s in samples) and tuple(m.name for m in vlm_task.metrics) == ("agreement", "unparseable")
     records = vlm_task.evaluate(photos, photos)  # a sweep without targets asks them too
     assert [q["id"] for q in records[0]["questions"]] == [q.id for q in LABEL_FREE_QUESTIONS]
     summary = vlm_task.summarize(records)
@@ -303,14 +303,14 @@ def test_eval_task_sweep_runs_vlm_qa_end_to_end(vlm_task, tmp_path, monkeypatch)
     evaluate(vlm_task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, write_pope(tmp_path / "pope"), {"split": "popular"})
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
-    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == ["psnr-rgb", "ms-ssim", *vlm_task.metrics]
+    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == ["psnr-rgb", "ms-ssim", *(m.name for m in vlm_task.metrics)]
     assert entry["results"]["quality"] == [10, 90] and entry["results"]["num_images"] == [2, 2]
     # Two images of different sizes judged one at a time: originals + q10 first, then q90 only.
     assert asked == [2 + 2, 2, 1 + 1, 1]
     for i, quality in enumerate(entry["results"]["quality"]):
         records = [r for r in entry["per_image"] if r["quality"] == quality]
         summary = vlm_task.summarize(records)
-        assert [entry["results"][m][i] for m in vlm_task.metrics] == [summary[m] for m in vlm_task.metrics]
+        assert [entry["results"][m.name][i] for m in vlm_task.metrics] == [summary[m.name] for m in vlm_task.metrics]
 
 
 def test_eval_task_cli_without_the_default_vlm_says_what_to_place(cli, tmp_path):
