@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from mocodec import bitstream
-from mocodec.codecs import is_classic, load_codec
+from mocodec.codecs import CODEC_KEY, is_classic, load_codec
 from mocodec.data.io import ImageInfo
 from mocodec.errors import ConfigError
 from mocodec.losses.rate_distortion import bpp_from_likelihoods
+from mocodec.weights import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,6 @@ class CodecSpec:
 
 
 def _codec_name_of_checkpoint(path: str, default: str) -> str:
-    from mocodec.codecs import CODEC_KEY
-    from mocodec.weights import load_checkpoint
-
     recorded = load_checkpoint(path).get(CODEC_KEY)
     return recorded["name"] if isinstance(recorded, dict) else default
 

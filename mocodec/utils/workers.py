@@ -14,6 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence, TypeVar
 
+import torch
+
 from mocodec.errors import MocodecError
 
 T = TypeVar("T")
@@ -21,14 +23,10 @@ T = TypeVar("T")
 
 def threads_per_worker(workers: int) -> int:
     """This process's torch threads shared among ``workers`` processes (at least one each)."""
-    import torch
-
     return max(1, torch.get_num_threads() // max(1, workers))
 
 
 def _invoke(fn: Callable[..., T], threads: int, args: tuple[Any, ...]) -> T:
-    import torch
-
     torch.set_num_threads(threads)
     return fn(*args)
 
