@@ -92,6 +92,18 @@ def _load_weights(codec_name: str, quality: int, path: str | os.PathLike, extra:
     return codec
 
 
+def _pretrained_file(name: str, quality: int, metric: str) -> os.PathLike:
+    """The local file of the pretrained weights: shipped with mocodec (verified), or published and downloaded once."""
+    meta = CODECS.meta(name)
+    create_codec(name, quality=quality)  # validates the quality before any file is looked up or downloaded
+    if meta.get("pretrained_file") is not None:
+        return meta["pretrained_file"](canonical_name(name), quality)
+    url_of = meta.get("pretrained_url")
+    if url_of is None:
+        raise ConfigError(f"no published weights are known for {name}; pass --checkpoint PATH")
+    return fetch_url(url_of(canonical_name(name), quality, metric), what=f"pretrained {canonical_name(name)} quality {quality} ({metric})")
+
+
 def load_codec(
     name: str,
     quality: int = 3,
@@ -101,7 +113,7 @@ def load_codec(
     metric: str = "mse",
     **kwargs: Any,
 ) -> nn.Module:
-    """A codec ready to code, in eval mode: fresh, pretrained (published weights) or from ``checkpoint``.
+    """A codec ready to code, in eval mode: fresh, pretrained (shipped or published weights) or from ``checkpoint``.
 
     ``checkpoint`` accepts CompressAI state dicts (its zoo files and its training scripts'
     ``{"state_dict": ...}`` files), mocodec exports and mocodec Lightning checkpoints.
@@ -115,11 +127,7 @@ def load_codec(
             raise ConfigError(f"{name} is a classic codec: it takes no --checkpoint or --pretrained")
         return create_codec(name, quality=quality).eval()
     if pretrained:
-        url_of = CODECS.meta(name).get("pretrained_url")
-        if url_of is None:
-            raise ConfigError(f"no published weights are known for {name}; pass --checkpoint PATH")
-        create_codec(name, quality=quality)  # validates the quality before any download
-        checkpoint = fetch_url(url_of(canonical_name(name), quality, metric), what=f"pretrained {canonical_name(name)} quality {quality} ({metric})")
+        checkpoint = _pretrained_file(name, quality, metric)
     if checkpoint is not None:
         return _load_weights(name, quality, checkpoint, kwargs).eval()
     # Without weights, initialise from a fixed seed: files then decode in any process

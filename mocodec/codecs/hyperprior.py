@@ -2,7 +2,8 @@
 
 The transforms and entropy models are CompressAI's; what mocodec adds is the padding
 contract of :mod:`mocodec.codecs.base` and CDF tables that are always ready to code.
-Qualities 1-8 use CompressAI's (N, M) table; ``N``/``M`` override it (tiny test models).
+Qualities 1-8 use CompressAI's (N, M) table, mocodec's own sizes (:data:`OWN_SIZES`) their own;
+``N``/``M`` override them (tiny test models).
 Importing this module imports CompressAI (seconds): :mod:`mocodec.codecs.zoo` imports it
 when the first of these codecs is built.
 """
@@ -129,12 +130,24 @@ ARCHITECTURES: dict[str, type[PaddedCompressAIMixin]] = {
 }
 
 
+# mocodec's own sizes of these architectures: registry name -> (architecture, {quality: (N, M)}).
+# mbt2018-mean-small is the mean-scale hyperprior at a size two CPU cores train in hours
+# (1.76 M parameters); its weights, trained by mocodec, ship with the package.
+OWN_SIZES: dict[str, tuple[str, dict[int, tuple[int, int]]]] = {
+    "mbt2018-mean-small": ("mbt2018-mean", {q: (64, 96) for q in range(1, 5)}),
+}
+
+
 def compressai_codec(name: str, quality: int, N: int | None = None, M: int | None = None, **kwargs: Any) -> PaddedCompressAIMixin:
-    """Codec ``name`` at ``quality`` with CompressAI's (N, M) for that quality, unless ``N``/``M`` are given."""
-    if quality not in COMPRESSAI_CFGS[name]:
-        raise ConfigError(f"quality {quality} is out of range for {name}: use 1-{max(COMPRESSAI_CFGS[name])}")
-    default_n, default_m = COMPRESSAI_CFGS[name][quality]
-    codec = ARCHITECTURES[name](N or default_n, M or default_m, **kwargs)
+    """Codec ``name`` at ``quality`` with the (N, M) of its table for that quality, unless ``N``/``M`` are given.
+
+    The table is CompressAI's for its architectures, :data:`OWN_SIZES` for mocodec's sizes of them.
+    """
+    architecture, sizes = OWN_SIZES[name] if name in OWN_SIZES else (name, COMPRESSAI_CFGS[name])
+    if quality not in sizes:
+        raise ConfigError(f"quality {quality} is out of range for {name}: use {min(sizes)}-{max(sizes)}")
+    default_n, default_m = sizes[quality]
+    codec = ARCHITECTURES[architecture](N or default_n, M or default_m, **kwargs)
     codec.set_identity(name, quality)
     return codec
 

@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mocodec.codecs.registry import register_codec
+from mocodec.codecs.shipped import shipped_weights
 
 # Channel widths of the tiny models tests and registry sweeps build: the same structure, milliseconds per image.
 TINY_HYPERPRIOR = {"N": 8, "M": 12}
@@ -69,6 +70,15 @@ def mbt2018_mean(quality: int = 3, N: int | None = None, M: int | None = None, *
 @register_codec(pretrained_url=compressai_url, test_kwargs=TINY_HYPERPRIOR)
 def mbt2018(quality: int = 3, N: int | None = None, M: int | None = None, **kw: Any) -> nn.Module:
     return hyperprior_module().compressai_codec("mbt2018", quality, N, M, **kw)
+
+
+# --------------------------------------------------------------------------- mocodec's own weights
+
+
+@register_codec(pretrained_file=shipped_weights, test_kwargs=TINY_HYPERPRIOR)
+def mbt2018_mean_small(quality: int = 2, N: int | None = None, M: int | None = None, **kw: Any) -> nn.Module:
+    """The mean-scale hyperprior at N=64, M=96, trained by mocodec on CPU; ``--pretrained``: the weights shipped with mocodec."""
+    return hyperprior_module().compressai_codec("mbt2018-mean-small", quality, N, M, **kw)
 
 
 # --------------------------------------------------------------------------- MLIC++

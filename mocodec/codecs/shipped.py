@@ -1,0 +1,60 @@
+"""Codec weights shipped inside the package: trained by mocodec, offline, checksummed.
+
+``mocodec compress --codec mbt2018-mean-small --quality Q --pretrained`` loads the weights in
+``mocodec/codecs/weights/`` (installed with the package, never downloaded). ``manifest.json``
+there lists, per codec and quality, the file, its SHA-256, and how it was trained (λ,
+steps, wall time, the recipe); a file whose digest differs is refused with one line, before
+any of its bytes reach ``torch.load``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mocodec.errors import ConfigError, WeightsError
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+MANIFEST = "manifest.json"
+
+
+def manifest(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{codec name: {quality (str): {"file", "sha256", ...}}}`` of the shipped weights (empty if none)."""
+    path = (folder or WEIGHTS_DIR) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError(f"{path} is damaged; reinstall mocodec (pip install --force-reinstall mocodec)") from None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped_weights(name: str, quality: int, folder: Path | None = None) -> Path:
+    """The verified file of the weights shipped for codec ``name`` at ``quality``."""
+    folder = folder or WEIGHTS_DIR
+    entries = manifest(folder).get(name, {})
+    entry = entries.get(str(quality))
+    if entry is None:
+        known = ", ".join(sorted(entries, key=int)) or "none"
+        raise ConfigError(f"mocodec ships no weights for {name} quality {quality}; qualities with weights: {known}")
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"the weights shipped for {name} quality {quality} ({path}) are missing; "
+                           "reinstall mocodec (pip install --force-reinstall mocodec)")
+    if sha256(path) != entry["sha256"]:
+        raise WeightsError(f"the weights shipped for {name} quality {quality} ({path}) are damaged (SHA-256 mismatch); "
+                           "reinstall mocodec (pip install --force-reinstall mocodec)")
+    return path
+
+
+__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights"]
