@@ -6,7 +6,7 @@
 The runs are offline_small's own (bmshj2018-hyperprior N=48/M=64, batch 8 of 128 px
 crops), seed 0, two λ per term, without the base, ``--steps`` steps each: MSE, MSE +
 ml-featsim (EfficientNet-Lite0) and MS-SSIM, i.e. 6 runs of uneven cost. Each setting
-trains into a fresh folder through :func:`mocodec.experiment.train_runs`, start-up,
+trains into a fresh folder through :func:`mocodec.experiment.runs.train_runs`, start-up,
 validation and checkpoints included, so the ratio is what a user of the command gets.
 Run it on an idle machine: with other jobs on the cores, neither figure means much.
 """
@@ -21,15 +21,17 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
 import yaml
+
+from mocodec.experiment import Recipe, compared_runs, parse_recipe, train_runs
 
 warnings.filterwarnings("ignore")
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "offline_small.yaml"
 
 
-def recipe(steps: int):
-    from mocodec.experiment import parse_recipe
-
+def recipe(steps: int) -> Recipe:
+    """offline_small's runs of seed 0 at two λ per term, without the base, ``steps`` steps each."""
     data = yaml.safe_load(RECIPE.read_text())
     data.update(seeds=[0], steps=steps, checkpoints=1, wandb=False)
     del data["codecs"]["hyperprior"]["pretrain"]
@@ -40,22 +42,18 @@ def recipe(steps: int):
 
 
 def main() -> None:
-    import torch
-
-    from mocodec.experiment import train_runs
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     plan = recipe(args.steps)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {len(plan.runs())} runs x {args.steps} steps")
+          f"{torch.get_num_threads()} threads; {len(compared_runs(plan))} runs x {args.steps} steps")
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for jobs in (1, args.jobs):
             start = time.perf_counter()
-            done = train_runs(plan.runs(), plan, Path(tmp) / f"jobs{jobs}", log=lambda _: None, jobs=jobs)
+            done = train_runs(compared_runs(plan), plan, Path(tmp) / f"jobs{jobs}", log=lambda _: None, jobs=jobs)
             times[jobs] = time.perf_counter() - start
             runs = ", ".join(f"{name.split('_')[1]} {d['wall_time']:.0f} s" for name, d in done.items())
             print(f"--jobs {jobs}: {times[jobs]:.1f} s wall ({runs})", flush=True)

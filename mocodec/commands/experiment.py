@@ -13,15 +13,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment recipe (YAML), e.g. configs/experiments/offline_small.yaml")
     parser.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once, each with 1/JOBS of the threads (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="re-analyse the recorded results in --out and rewrite figures, tables, "
+                                                                   "summary.json and report.md; never trains or judges")
 
 
 def run(args: argparse.Namespace) -> None:
-    from mocodec.experiment import load_recipe, run_experiment
+    from mocodec.experiment import load_recipe, rewrite_report, run_experiment
     from mocodec.utils.progress import progress_bar
 
     recipe = load_recipe(args.config)
     out = Path(args.out or Path("experiments") / recipe.name)
     command_line = f"mocodec experiment --config {args.config}" + (f" --out {args.out}" if args.out else "")
+    log = lambda line: print(line, flush=True)  # noqa: E731  (a run takes minutes: progress lines must not wait in a pipe's buffer)
+    if args.report_only:
+        rewrite_report(recipe, out, log=log, command=f"{command_line} --report-only")
+        return
     command_line += f" --jobs {args.jobs}" if args.jobs != 1 else ""
-    # flush: a run can take minutes, and progress lines must not wait in a pipe's buffer
-    run_experiment(recipe, out, log=lambda line: print(line, flush=True), progress=progress_bar, command=command_line, jobs=args.jobs)
+    run_experiment(recipe, out, log=log, progress=progress_bar, command=command_line, jobs=args.jobs)

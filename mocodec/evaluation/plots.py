@@ -139,7 +139,7 @@ def plot_intervals(
     metrics: dict[str, str],
     title: str | None = None,
 ) -> Path:
-    """Averaged curves with interval bars (:func:`mocodec.evaluation.aggregate.analyse`): one panel per metric.
+    """Averaged curves with interval bars (:func:`mocodec.experiment.analysis.analyse`): one panel per metric.
 
     ``curves``: ``{"name", "kind", "points": [{"bpp": [mean, low, high], <metric>: [...]}]}``;
     ``metrics``: metric -> axis label. Trained curves are solid, baselines (``kind``

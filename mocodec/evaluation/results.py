@@ -194,7 +194,7 @@ def upgrade(doc: Any, path: str | Path = "the file") -> dict[str, Any]:
     """A results document of this version from any version's, with per-image records; else a one-line error."""
     if isinstance(doc, dict) and doc.get("mocodec") == FORMAT and doc.get("version") == VERSION:
         return doc
-    if isinstance(doc, dict) and doc.get("mocodec") == "eval-task" and isinstance(doc.get("entries"), list):
+    if isinstance(doc, dict) and doc.get("mocodec") == "eval-task" and isinstance(doc.get("entries"), list) and {"task", "dataset"} <= set(doc):
         return _from_eval_task(doc)
     if isinstance(doc, dict) and isinstance(doc.get("per_image"), list) and isinstance(doc.get("results"), dict):
         return _from_eval_rd(doc)

@@ -7,12 +7,16 @@ each method, the array ``values[metric][seed, point, image]`` and
 
 - the **curve**: at each point, the mean over seeds and images of the rate (file bpp) and of
   every metric;
-- its **intervals**: percentile bootstrap, each resample drawing images with replacement
-  (the *same* images for every method: comparisons are paired) and, per method, seeds
-  with replacement, so both the choice of images and the training noise show;
+- its **intervals**: percentile bootstrap (:func:`mocodec.utils.bootstrap.percentile_interval`),
+  each resample drawing images with replacement (the *same* images for every method:
+  comparisons are paired) and, per method, seeds with replacement, so both the choice of
+  images and the training noise show; no interval when fewer than half of the resamples
+  give a finite value;
 - **BD-rate / BD-metric** of every curve against the anchor's (:func:`mocodec.evaluation.bd.compare`),
-  on the full data and on every resample, so each delta has an interval too. When the
-  BD-rate interval holds 0 the difference is *inside the noise*.
+  on the full data and on every resample, so each delta has an interval too, and a
+  **verdict** on the BD-rate (:func:`verdict`): *not comparable* when ``compare``'s note says
+  the curves share too little of their metric range or a curve has too few points, else
+  *inside the noise* when the BD-rate interval holds 0, else better or worse than the anchor.
 
 A metric's per-image value is ``task.summarize([record])[metric]``: exact for metrics that
 are means over images (classification's agreement, KL, top-5 overlap); for dataset-level
@@ -24,16 +28,83 @@ WebP) are methods with a single "seed".
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from mocodec.errors import ConfigError
 from mocodec.evaluation.bd import RateCurve, compare
+from mocodec.evaluation.coding import CodecSpec
+from mocodec.evaluation.plan import Curve, RatePoint, plan_curves
+from mocodec.experiment.recipe import Recipe, TaskEntry
+from mocodec.experiment.runs import Run, checkpoint_of
 from mocodec.tasks.base import Task
+from mocodec.utils.bootstrap import percentile_interval
 
 RATE = "bpp"
+# Notes of ``bd.compare`` that leave a BD-rate no comparison of the two curves. A BD-rate
+# averages the log-rate gap over the metric range both curves cover: when that is a small
+# part of their ranges (below ``bd.LOW_OVERLAP``) or empty, or a curve has fewer points than
+# the interpolation needs, the number describes a sliver of the curves at best. (A low
+# overlap of the *rate* ranges bounds BD-metric, which is averaged over rates, not BD-rate:
+# a curve that reaches every metric at half the bits has rate ranges that overlap little.)
+INCOMPARABLE = re.compile(r"metric ranges? overlap|no common metric range|fewer than")
+
+
+# --------------------------------------------------------------------------- the curves of an experiment
+
+
+def curve_groups(recipe: Recipe) -> dict[str, str]:
+    """Each trained curve's label in the results (one per codec, term and seed) -> its method (codec and term)."""
+    return {f"{recipe.method(codec, term)} seed{seed}": recipe.method(codec, term)
+            for codec in recipe.codecs for term in recipe.terms for seed in recipe.seeds}
+
+
+def plan_task_curves(recipe: Recipe, out: Path) -> tuple[list[Curve], dict[str, str]]:
+    """The sweep's curves: one per (codec, term, seed) with its λ checkpoints as points, then the baselines.
+
+    Returns ``(curves, groups)`` where ``groups`` maps each trained curve's label to its method name.
+    """
+    curves = []
+    for codec in recipe.codecs:
+        for term in recipe.terms:
+            for seed in recipe.seeds:
+                label = f"{recipe.method(codec, term)} seed{seed}"
+                runs = [Run(codec, term, lmbda, seed) for lmbda in term.lmbdas]
+                points = tuple(RatePoint(label, r.point, CodecSpec.parse(f"ckpt:{checkpoint_of(out / 'runs' / r.name)}"), None) for r in runs)
+                curves.append(Curve(label, f"{codec.codec} trained on {term.label}", points))
+    if recipe.baselines:
+        curves += plan_curves(list(recipe.baselines), [f"{name}={','.join(map(str, q))}" for name, q in recipe.baselines.items()])
+    return curves, curve_groups(recipe)
+
+
+def analyse_task(recipe: Recipe, task_entry: TaskEntry, task: type[Task] | Task, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Curves with intervals and BD rows of one task's results (:func:`analyse`), with the judge's facts."""
+    unknown = [m for m in task_entry.metrics if m not in doc["metrics"] or doc["metrics"][m]["reference"]]
+    if unknown:
+        rate_metrics = [m for m, meta in doc["metrics"].items() if not meta["reference"]]
+        raise ConfigError(f"tasks.{task_entry.label}.metrics: '{unknown[0]}' is not a rate-dependent metric of "
+                          f"{task_entry.task}; use some of {', '.join(rate_metrics)}")
+    methods, ids = method_data(doc, task, curve_groups(recipe), task_entry.metrics)
+    directions = {m: doc["metrics"][m]["higher_is_better"] for m in task_entry.metrics}
+    anchor = recipe.method(recipe.codecs[0], next(t for t in recipe.terms if t.label == recipe.anchor))
+    analysis = analyse(methods, directions, anchor, recipe.bootstrap, recipe.interval)
+    # Measured on the originals: the same at every point, so any point's records give them.
+    first = doc["entries"][0]
+    originals = [r for r in first["per_image"] if r["point"] == next(iter(first["points"])) and r["id"] in set(ids)]
+    reference = {m: v for m, v in task.summarize(originals).items() if doc["metrics"].get(m, {}).get("reference") and v is not None}
+    return {
+        "task": task_entry.label, "identity": doc["task"], "dataset": doc["dataset"], "num_images": len(ids),
+        "anchor": anchor, "reference": reference,
+        "metrics": {m: {"label": doc["metrics"][m]["label"], "higher_is_better": directions[m]} for m in task_entry.metrics},
+        "results": f"results/{task_entry.label}.json", **analysis,
+    }
+
+
+# --------------------------------------------------------------------------- per-image values of every method
 
 
 @dataclass
@@ -50,7 +121,7 @@ class MethodData:
         return next(iter(self.values.values())).shape[0]
 
 
-def method_data(doc: Mapping[str, Any], task: Task, groups: Mapping[str, str], metrics: Sequence[str]) -> tuple[list[MethodData], list[str]]:
+def method_data(doc: Mapping[str, Any], task: type[Task] | Task, groups: Mapping[str, str], metrics: Sequence[str]) -> tuple[list[MethodData], list[str]]:
     """Every method of a results document (entries grouped by ``groups``: entry name -> method), and the image ids.
 
     Entries not in ``groups`` are baselines, one method each. Only images that every entry
@@ -88,6 +159,9 @@ def _float(value: Any) -> float:
     return float(value) if value is not None else math.nan
 
 
+# --------------------------------------------------------------------------- curves, intervals, BD rows
+
+
 def _means(method: MethodData, seeds: np.ndarray | None = None, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Rate and every metric per point, averaged over the chosen seeds and images (all by default)."""
     out = {}
@@ -103,15 +177,23 @@ def _bd(anchor: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], metric
 
 
 def _interval(samples: Sequence[float], coverage: float) -> list[float]:
-    finite = np.asarray([s for s in samples if math.isfinite(s)])
-    if finite.size < max(2, len(samples) // 2):  # most resamples could not be compared: no honest interval
-        return [math.nan, math.nan]
-    tail = (1 - coverage) / 2 * 100
-    return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
+    # Most resamples could not be compared (e.g. no common range): no honest interval.
+    return list(percentile_interval(samples, coverage, min_finite=0.5))
 
 
-def verdict(low: float, high: float, anchor: str, lower_is_gain: bool = True) -> str:
-    """Plain words for an interval of a delta against ``anchor`` (BD-rate: lower is a gain)."""
+def comparable(note: str) -> bool:
+    """Whether the BD-rate of a row whose ``bd.compare`` note is ``note`` compares the two curves.
+
+    Not when the note reports low or no overlap of the curves' metric ranges, or fewer
+    points than the interpolation needs (see :data:`INCOMPARABLE`).
+    """
+    return not INCOMPARABLE.search(note or "")
+
+
+def verdict(low: float, high: float, anchor: str, lower_is_gain: bool = True, note: str = "") -> str:
+    """Plain words for an interval of a delta against ``anchor`` (BD-rate: lower is a gain), given ``compare``'s note."""
+    if not comparable(note):
+        return "not comparable"
     if not (math.isfinite(low) and math.isfinite(high)):
         return "not computable"
     if low <= 0 <= high:
@@ -156,12 +238,12 @@ def analyse(methods: Sequence[MethodData], metrics: Mapping[str, bool], anchor: 
             samples = [_bd(a, t, metric, higher) for a, t in zip(boot[anchor], boot[m.name])]
             bd_rate = [est.bd_rate, *_interval([b.bd_rate for b in samples], coverage)]
             bd_metric = [est.bd_metric, *_interval([b.bd_metric for b in samples], coverage)]
+            low, high = bd_rate[1:] if math.isfinite(est.bd_rate) else (math.nan, math.nan)
             rows.append({
                 "curve": m.name, "metric": metric, "higher_is_better": higher, "points": est.points, "note": est.note,
-                "bd_rate": bd_rate, "bd_metric": bd_metric,
-                "verdict": verdict(bd_rate[1], bd_rate[2], anchor) if math.isfinite(est.bd_rate) else "not computable",
+                "bd_rate": bd_rate, "bd_metric": bd_metric, "verdict": verdict(low, high, anchor, note=est.note),
             })
     return {"curves": curves, "bd": rows}
 
 
-__all__ = ["MethodData", "method_data", "analyse", "verdict"]
+__all__ = ["MethodData", "method_data", "analyse", "verdict", "comparable", "curve_groups", "plan_task_curves", "analyse_task"]

@@ -1,0 +1,173 @@
+"""What an experiment leaves to read: a figure and BD tables per task, ``report.md``, and a W&B evaluation run.
+
+- ``figures/<task>.png``: one panel per metric, one curve per term (mean over seeds, bars:
+  intervals), baselines dashed (:func:`mocodec.evaluation.plots.plot_intervals`);
+- ``tables/bd_<task>.md`` and ``.csv``: the BD rows against the anchor (:data:`BD_COLUMNS`),
+  written by the one table writer (:mod:`mocodec.utils.tables`);
+- ``report.md``: the setup, the loss shares, the judge's facts, the figure, the BD table and
+  one plain sentence per row, which says when a difference is inside the noise and when a
+  BD-rate compares too little of the curves to mean anything (:func:`mocodec.experiment.analysis.verdict`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from mocodec.evaluation.bd import LOW_OVERLAP
+from mocodec.evaluation.plots import plot_intervals
+from mocodec.experiment.recipe import Recipe, TermEntry, recipe_data
+from mocodec.experiment.runs import Run, compared_runs
+from mocodec.files import atomic_write_text
+from mocodec.utils.tables import to_csv, to_markdown
+
+BD_COLUMNS = ("task", "curve", "metric", "points", "bd_rate", "bd_rate_low", "bd_rate_high",
+              "bd_metric", "bd_metric_low", "bd_metric_high", "verdict", "note")
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def _with_interval(values: Sequence[float], digits: int = 2) -> str:
+    est, low, high = values
+    return f"{_fmt(est, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+def bd_rows(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The BD table of one task as flat rows (:data:`BD_COLUMNS`), the CSV's content."""
+    return [{"task": analysis["task"], "curve": r["curve"], "metric": r["metric"], "points": r["points"],
+             "bd_rate": r["bd_rate"][0], "bd_rate_low": r["bd_rate"][1], "bd_rate_high": r["bd_rate"][2],
+             "bd_metric": r["bd_metric"][0], "bd_metric_low": r["bd_metric"][1], "bd_metric_high": r["bd_metric"][2],
+             "verdict": r["verdict"], "note": r["note"]} for r in analysis["bd"]]
+
+
+def bd_markdown(analysis: Mapping[str, Any], coverage: float) -> str:
+    """The BD table of one task in Markdown: estimates with their intervals, verdict and note."""
+    rate, metric = f"BD-rate [%] ({coverage:.0%} interval)", f"BD-metric ({coverage:.0%} interval)"
+    rows = [{"curve": r["curve"], "metric": r["metric"], "points": r["points"], rate: _with_interval(r["bd_rate"]),
+             metric: _with_interval(r["bd_metric"], 4), "verdict": r["verdict"], "note": r["note"]} for r in analysis["bd"]]
+    return to_markdown(rows, ["curve", "metric", "points", rate, metric, "verdict", "note"])
+
+
+def write_artefacts(recipe: Recipe, out: Path, summary: dict[str, Any]) -> None:
+    """The figure and BD tables of every task, and ``report.md``; their paths go into ``summary["files"]``."""
+    files: dict[str, dict[str, str]] = {}
+    for analysis in summary["tasks"]:
+        label = analysis["task"]
+        figure = Path("figures") / f"{label}.png"
+        labels = {m: f"{meta['label']} {'↑' if meta['higher_is_better'] else '↓'}" for m, meta in analysis["metrics"].items()}
+        title = f"{recipe.name}: {analysis['identity'].get('model', analysis['identity']['name'])} on {analysis['num_images']} images"
+        plot_intervals(analysis["curves"], out / figure, labels, title)
+        table_md, table_csv = Path("tables") / f"bd_{label}.md", Path("tables") / f"bd_{label}.csv"
+        atomic_write_text(out / table_md, bd_markdown(analysis, recipe.interval))
+        atomic_write_text(out / table_csv, to_csv(bd_rows(analysis), BD_COLUMNS))
+        files[label] = {"figure": str(figure), "bd_markdown": str(table_md), "bd_csv": str(table_csv), "results": analysis["results"]}
+    summary["files"] = files
+    atomic_write_text(out / "report.md", report_markdown(recipe, summary))
+
+
+def _mean_shares(recipe: Recipe, term: TermEntry, runs: Mapping[str, Any]) -> str:
+    shares = [runs[r.name]["shares"] for r in compared_runs(recipe) if r.term == term and runs.get(r.name, {}).get("shares")]
+    if not shares:
+        return "not logged"
+    keys = shares[0].keys()
+    return ", ".join(f"{k} {sum(s.get(k, 0.0) for s in shares) / len(shares):.0%}" for k in keys)
+
+
+def plain_words(row: Mapping[str, Any], anchor: str) -> str:
+    """One BD row's verdict as a sentence: what the experiment can and cannot tell."""
+    if row["verdict"] == "inside the noise":
+        return f"inside the noise: the interval holds 0, so this experiment cannot tell {row['curve']} from {anchor}"
+    if row["verdict"] == "not comparable":
+        reason = ("a curve has too few points for the interpolation" if "fewer than" in row["note"]
+                  else f"the two curves share too little of their {row['metric']} range")
+        return (f"not comparable: {reason} ({row['note']}), so this BD-rate does not compare {row['curve']} with {anchor}, "
+                "whatever its interval; read the figure instead")
+    return row["verdict"] + (f" ({row['note']})" if row["note"] else "")
+
+
+def _rewritten(rewrite: Mapping[str, Any]) -> str:
+    by = f" by `{rewrite['command']}`" if rewrite.get("command") else ""
+    return (f"- Report rewritten from the recorded results{by} (code version `{rewrite['code_version']}`): "
+            "the current analysis of the same per-image records; nothing was trained or judged again.")
+
+
+def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
+    """The experiment's report: setup, judge, figure, BD tables and plain conclusions."""
+    wall = summary["wall_time"]
+    data = recipe.training.get("data", {})
+    rewritten = summary.get("report_rewritten")
+    lines = [
+        f"# Experiment `{recipe.name}`", "", recipe.description.strip(), "",
+        *([f"- Command: `{summary['command']}`"] if summary.get("command") else []),
+        f"- Code version: `{summary['code_version']}`; wall time {wall['total'] / 60:.1f} min "
+        f"(training {wall['training'] / 60:.1f} min, evaluation {wall['evaluation'] / 60:.1f} min; summed over invocations).",
+        *([_rewritten(rewritten)] if rewritten else []),
+        f"- Every run: {recipe.steps} steps (compared at equal steps), seeds {', '.join(map(str, recipe.seeds))}, "
+        f"batch {data.get('batch_size', 'default')}, crops {data.get('crop_size', 'default')} px, "
+        f"training images: {data.get('train') or 'the embedded training photographs'}.",
+        *[f"- Every run of `{c.label}` is fine-tuned from a base trained by the recipe for {c.pretrain.steps} steps on "
+          f"`{json.dumps(c.pretrain.distortions)}` at λ {c.pretrain.lmbda:g}, one base per seed "
+          f"(`runs/{Run.pretraining_of(c, recipe.seeds[0]).name}`, ...), with fresh optimisers."
+          for c in recipe.codecs if c.pretrain is not None],
+        f"- Intervals: {recipe.interval:.0%} percentile bootstrap ({recipe.bootstrap} resamples) over images and seeds; "
+        "a difference whose BD-rate interval holds 0 is **inside the noise**. A BD-rate is averaged over the metric range "
+        f"both curves reach: where that is less than {LOW_OVERLAP:.0%} of their joint range, or a curve has too few points, "
+        "the row is **not comparable**, whatever its interval.",
+        "", "## Codecs and distortion terms", "",
+        "| term | codec | distortions | λ | balancing | share of the loss at the end of training (mean over runs) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for codec in recipe.codecs:
+        for term in recipe.terms:
+            arch = f"{codec.codec} q{codec.quality} {json.dumps(codec.kwargs) if codec.kwargs else ''}".strip()
+            balance = f"after {term.balance_warmup} steps" if term.balance_warmup is not None else "off"
+            lines.append(f"| {recipe.method(codec, term)} | {arch} | `{json.dumps(term.distortions)}` | "
+                         f"{', '.join(f'{v:g}' for v in term.lmbdas)} | {balance} | {_mean_shares(recipe, term, summary['runs'])} |")
+    lines += ["", "Balancing (`balance_warmup`): after the warm-up every term is rescaled to the running mean of the first "
+              "(reference) term, so a weight states the term's share of the distortion at the working point reached in training, "
+              "not at initialisation. Shares come from the runs' `train/share_*` logs (last 20 % of the logged steps)."]
+    for analysis in summary["tasks"]:
+        files = summary["files"][analysis["task"]]
+        primary = next(iter(analysis["metrics"]))
+        ident = analysis["identity"]
+        lines += ["", f"## Task `{analysis['task']}`: {ident['name']} judged by {ident.get('model', '?')} "
+                      f"(weights: {ident.get('weights', '?')})", ""]
+        facts = [f"{analysis['num_images']} images ({analysis['dataset'].get('root') or 'tiles of the held-out embedded photographs'})"]
+        facts += [f"{m} on the originals {v:.3f}" for m, v in analysis["reference"].items()]
+        lines += ["- " + "; ".join(facts) + ".",
+                  f"- Primary measure: **{analysis['metrics'][primary]['label']}**; "
+                  f"also {', '.join(meta['label'] for m, meta in analysis['metrics'].items() if m != primary) or 'nothing else'}.",
+                  f"- Files: [figure]({files['figure']}), [BD table]({files['bd_markdown']}) ([CSV]({files['bd_csv']})), "
+                  f"[per-image results]({files['results']}).", "",
+                  f"![{analysis['task']}]({files['figure']})", "",
+                  f"BD against `{analysis['anchor']}` (BD-rate < 0: fewer bits at equal metric):", "",
+                  bd_markdown(analysis, recipe.interval), "### In plain words", ""]
+        for row in analysis["bd"]:
+            lines.append(f"- {row['curve']} on {row['metric']}: BD-rate {_with_interval(row['bd_rate'])} %: {plain_words(row, analysis['anchor'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def log_to_wandb(recipe: Recipe, out: Path, summary: Mapping[str, Any]) -> None:
+    """An ``evaluation`` run in the experiment's W&B group with the figures, BD tables and wall time."""
+    import wandb  # optional and slow to import: only when the recipe logs to W&B
+
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "mocodec"), group=recipe.name, job_type="evaluation",
+                     name=f"{recipe.name}-evaluation", dir=str(out), config=recipe_data(recipe),
+                     mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous")
+    try:
+        for analysis in summary["tasks"]:
+            label = analysis["task"]
+            rows = bd_rows(analysis)
+            run.log({f"{label}/figure": wandb.Image(str(out / summary["files"][label]["figure"])),
+                     f"{label}/bd": wandb.Table(columns=list(BD_COLUMNS), data=[[r[c] for c in BD_COLUMNS] for r in rows])})
+        run.summary.update({"wall_time_min": summary["wall_time"]["total"] / 60})
+    finally:
+        run.finish()
+
+
+__all__ = ["BD_COLUMNS", "bd_rows", "bd_markdown", "write_artefacts", "plain_words", "report_markdown", "log_to_wandb"]
