@@ -1,6 +1,6 @@
 """IQA datasets as released: scored images (LIVE, TID2013, KADID-10k, MPD) and preference pairs.
 
-Every loader reads the dataset's own files in their released layout (see DESIGN.md) and
+Every loader reads the dataset's own files in their released layout (see docs/iqa.md) and
 returns a :class:`ScoredDataset` — distorted image, its reference, its subjective score,
 distortion type and level — with the score's direction stated (``higher_is_better``:
 MOS yes, DMOS no). Pair datasets (PCMP, pairs formed from MPD's scores) are

@@ -34,7 +34,7 @@ def _capture_latent(codec) -> list[torch.Tensor]:
 
 
 def test_default_configuration_has_the_published_parameter_count():
-    """83,501,408: the official MLIC++ (2024-04 release) counted by DESIGN.md with sum(p.numel()).
+    """83,501,408: the official MLIC++ (2024-04 release), sum(p.numel()) of its published model.
 
     The per-part figures below are this implementation's; two are derived by hand:
     * entropy_bottleneck: 192 channels x 61 (CompressAI's density with filters (3,3,3,3):
