@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mocodec.codecs.base import device_of
 from mocodec.data.io import DEFAULT_MAX_PIXELS, ImageInfo
 from mocodec.errors import BitstreamError
 
@@ -147,7 +148,7 @@ def encode(codec: nn.Module, x: Tensor, info: ImageInfo | None = None) -> bytes:
     info = info or ImageInfo()
     if x.dim() != 3 or x.shape[0] != 3:
         raise BitstreamError(f"encode takes one 3 x H x W image, got shape {tuple(x.shape)}")
-    out = codec.compress(x.unsqueeze(0))
+    out = codec.compress(x.unsqueeze(0).to(device_of(codec)))  # transforms on the codec's device, rANS on the CPU
     strings = [group[0] for group in out["strings"]]
     alpha = info.alpha
     if alpha is not None and alpha.dtype != np.uint8:
@@ -179,7 +180,7 @@ def decode(codec: nn.Module, data: bytes | Bitstream) -> tuple[Tensor, ImageInfo
         raise
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"bitstream payload does not decode with {bs.codec} ({type(exc).__name__}); the file is corrupted") from None
-    x_hat = out["x_hat"][0].clamp(0, 1)
+    x_hat = out["x_hat"][0].float().cpu().clamp(0, 1)
     if tuple(x_hat.shape[-2:]) != (bs.height, bs.width) or not torch.isfinite(x_hat).all():
         raise BitstreamError("bitstream decoded to an image of the wrong size or with invalid values; the file is corrupted")
     return x_hat, bs.info

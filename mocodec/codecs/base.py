@@ -13,7 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mocodec.errors import ConfigError
 
@@ -46,6 +46,12 @@ class CodecIdentity:
 
     def set_identity(self, name: str, quality: int, weights_id: bytes = NO_WEIGHTS_ID) -> None:
         self.codec_name, self.quality, self.weights_id = name, int(quality), weights_id
+
+
+def device_of(codec: nn.Module) -> torch.device:
+    """Where a codec's transforms run (its parameters' device); classic codecs have none and run on the CPU."""
+    first = next(codec.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def check_input(x: Tensor) -> None:

@@ -17,6 +17,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, fidelity: str) -> None:
     """What every sweep (eval-rd, eval-task) takes: fidelity metrics, chunking, coding workers, ``--devices``/``--shard``."""
     parser.add_argument("--fidelity", default=fidelity, help="what to measure of each decoded image: psnr-rgb, ms-ssim, "
                                                               f"bpp-estimated (the likelihood rate of learned codecs), or none (default {fidelity})")
+    parser.add_argument("--codec-device", default="cpu", help="where learned codecs' transforms run, e.g. cuda (entropy coding stays on the CPU)")
     parser.add_argument("--chunk-size", type=int, default=16, help="images read and judged together")
     parser.add_argument("--workers", type=int, default=0, help="coding processes (read, encode, decode, measure) feeding the judge; "
                                                               "0: code in the judge's process")
@@ -38,7 +39,8 @@ def run_sweep(args: argparse.Namespace, make_task: Callable[[], Any], curves: Se
     from mocodec.utils.progress import progress_bar
 
     shard, launched = split_run(args.shard, args.devices)
-    options = dict(fidelity=parse_fidelity(args.fidelity), chunk_size=args.chunk_size, workers=args.workers, progress=progress_bar)
+    options = dict(fidelity=parse_fidelity(args.fidelity), codec_device=args.codec_device, chunk_size=args.chunk_size,
+                   workers=args.workers, progress=progress_bar)
     if launched:
         return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)
     return evaluate(make_task(), curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard, **options).doc

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from mocodec import bitstream
 from mocodec.codecs import CODEC_KEY, is_classic, load_codec
+from mocodec.codecs.base import device_of
 from mocodec.data.io import ImageInfo
 from mocodec.errors import ConfigError
 from mocodec.losses.rate_distortion import bpp_from_likelihoods
@@ -102,5 +103,5 @@ def code_image(codec: nn.Module, x: Tensor, info: ImageInfo | None = None, estim
     num_pixels = x.shape[-2] * x.shape[-1]
     est = None
     if estimate and hasattr(codec, "entropy_bottleneck"):
-        est = float(bpp_from_likelihoods(codec(x.unsqueeze(0))["likelihoods"], num_pixels))
+        est = float(bpp_from_likelihoods(codec(x.unsqueeze(0).to(device_of(codec)))["likelihoods"], num_pixels))
     return CodedImage(x_hat, len(data), 8 * len(data) / num_pixels, est, t1 - t0, t2 - t1)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch import nn
 
 from mocodec.errors import ConfigError
@@ -119,9 +120,12 @@ def plan_curves(codecs: Sequence[str], qualities: Sequence[str] = ()) -> list[Cu
     return curves
 
 
-def load_codecs(curves: Sequence[Curve]) -> dict[RatePoint, nn.Module]:
-    """Every point's codec, loaded before any image is touched so a bad checkpoint fails first."""
-    return {p: p.load() for c in curves for p in c.points}
+def load_codecs(curves: Sequence[Curve], device: str | torch.device = "cpu") -> dict[RatePoint, nn.Module]:
+    """Every point's codec, loaded before any image is touched so a bad checkpoint fails first.
+
+    Learned codecs' transforms run on ``device`` (their entropy coding always runs on the CPU).
+    """
+    return {p: p.load().to(device) for c in curves for p in c.points}
 
 
 __all__ = ["Curve", "RatePoint", "DEFAULT_QUALITIES", "plan_curves", "load_codecs", "point_identity"]

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mocodec.data.io import list_images, read_image
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
+from mocodec.codecs.base import device_of
 from mocodec.evaluation.coding import code_image, quantize_8bit
 from mocodec.evaluation.metrics import FIDELITY, fidelity_records, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
@@ -222,6 +223,9 @@ def run_sweep(
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     codecs = codecs if codecs is not None else load_codecs(curves)
+    if workers and any(device_of(c).type != "cpu" for c in codecs.values()):
+        raise ConfigError("coding workers run on the CPU: with the codecs on a GPU keep --workers 0 "
+                          "(the GPU runs the transforms, this process the entropy coding)")
     where = results.doc["dataset"].get("root") or "its offline default set"
     for curve in curves:
         results.entry(curve.label, curve.codec, f"{curve.label}: {task.name} {json.dumps(task.identity(), sort_keys=True)} on {where} "
@@ -267,6 +271,7 @@ def evaluate(
     dataset_options: dict[str, Any] | None = None,
     *,
     fidelity: Sequence[str] = DEFAULT_FIDELITY,
+    codec_device: str = "cpu",
     force: bool = False,
     shard: Shard | None = None,
     resume_from: str | Path | None = None,
@@ -274,6 +279,7 @@ def evaluate(
 ) -> Results:
     """A whole sweep: samples, codecs, resume-or-new results, the loop; returns the results.
 
+    ``codec_device``: where learned codecs' transforms run (``cuda``); the entropy coder runs on the CPU.
     With ``shard`` only that shard's samples are judged and the file records the shard
     (``mocodec merge`` joins the shards); a new shard file starts from the records of its
     samples in ``resume_from`` (the merged file of an earlier, interrupted split run).
@@ -284,7 +290,7 @@ def evaluate(
     options = dict(dataset_options or {})
     check_options(task.dataset, options, f"the {task.name} dataset")
     samples = task.dataset(dataset, **options)
-    codecs = load_codecs(curves)
+    codecs = load_codecs(curves, codec_device)
     root = str(Path(dataset).resolve()) if dataset is not None else None  # the same folder from any working directory
     info = {"root": root, "options": options, "num_samples": len(samples)}  # of the whole dataset, shard or not
     expected = new_document(task.identity(), info, list(fidelity), task_metrics(task))

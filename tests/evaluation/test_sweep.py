@@ -238,7 +238,7 @@ def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty", {"split": "val"})
     with pytest.raises(ConfigError, match=r"^dataset folder .*empty holds no images"):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty")
-    with pytest.raises(ConfigError, match=r"^task classification takes no option 'conf'; its options: model, weights, pretrained, batch_size, device$"):
+    with pytest.raises(ConfigError, match=r"^task classification takes no option 'conf'; its options: model, weights, pretrained, batch_size, device, bf16$"):
         sweep.create_task_from_options("classification", {"conf": 0.5})
 
 

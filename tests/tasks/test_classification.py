@@ -163,3 +163,12 @@ def test_real_efficientnet_lite0_recognises_the_coffee_photo():
     x = torch.from_numpy(skimage.data.coffee()).permute(2, 0, 1).float().div(255).unsqueeze(0)
     p = task.probabilities(x)[0]
     assert task.classifier.class_names[int(p.argmax())] == "espresso" and float(p.max()) > 0.9
+
+
+def test_bf16_judge_is_close_and_recorded_in_the_identity():
+    """bfloat16 autocast (for GPUs) gives nearly the same distributions, and a file says it was judged so."""
+    fp32 = create_task("classification", model="test_efficientnet", pretrained=False)
+    bf16 = create_task("classification", model="test_efficientnet", pretrained=False, bf16=True)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(fp32.probabilities(x), bf16.probabilities(x), atol=0.05)
+    assert "precision" not in fp32.identity() and bf16.identity()["precision"] == "bf16"
