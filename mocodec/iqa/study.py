@@ -277,7 +277,8 @@ def cached_scores(scorer: Scorer, items: Sequence[tuple[Path, Path]], root: Path
     columns = list(metric.component_names) if scorer.components else [scorer.label]
     layers = list(metric.layers) if scorer.components else []
     table = ScoreTable(values, columns, bool(metric.higher_is_better), layers, path, time.perf_counter() - start, False)
-    meta = {"label": scorer.label, "columns": columns, "higher_is_better": table.higher_is_better, "layers": layers, "key": json.loads(key_text)}
+    key = {k: v for k, v in json.loads(key_text).items() if k != "items"}  # what was scored, without the long image list
+    meta = {"label": scorer.label, "columns": columns, "higher_is_better": table.higher_is_better, "layers": layers, "key": key, "images": len(items)}
     buffer = io.BytesIO()
     np.savez(buffer, values=values, meta=np.array(json.dumps(meta)))
     atomic_write_bytes(path, buffer.getvalue())
@@ -413,16 +414,16 @@ def run_study(pcmp: str | Path, out: str | Path, settings: StudySettings = Study
     root = Path(pcmp)
     dataset, manifest, rotations = study_pairs(root)
     scorers = plan_scorers(settings)
-    out = prepare_study_folder(out, force)
-    started = time.perf_counter()
     items, a, b = pair_items(dataset)
     groups = [str(p.reference) for p in dataset.pairs]
-    tables = {s.label: cached_scores(s, items, root, out / SCORES_FOLDER, progress) for s in scorers}
-    scored = time.perf_counter()
-
     fold_of = reference_folds(groups, settings.folds, settings.seed)
     pair_fold = np.array([fold_of[g] for g in groups])
     item_fold = np.array([fold_of[str(reference)] for _, reference in items])
+    out = prepare_study_folder(out, force)  # every input checked: only now is anything written or scored
+    started = time.perf_counter()
+    tables = {s.label: cached_scores(s, items, root, out / SCORES_FOLDER, progress) for s in scorers}
+    scored = time.perf_counter()
+
     metrics, scores = fixed_variants(scorers, tables, settings)
     info_of = {m.label: m for m in metrics}
     pair_scores = {f"{side}:{label}": s[index] for label, s in scores.items() for side, index in (("A", a), ("B", b))}
