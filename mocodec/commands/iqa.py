@@ -1,15 +1,17 @@
-"""``mocodec iqa``: evaluate quality metrics (``iqa eval``), fit ML-CLIPSim's layer weights (``iqa ablate``), write MPD's manifest."""
+"""``mocodec iqa``: evaluate quality metrics (``iqa eval``), fit ML-CLIPSim's layer weights (``iqa ablate``), the PCMP study
+(``iqa study``), write MPD's manifest."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "iqa"
-HELP = "evaluate quality metrics: `iqa eval` (IQA datasets, PCMP), `iqa ablate` (layer weights), `iqa mpd-manifest`"
+HELP = "evaluate quality metrics: `iqa eval` (IQA datasets, PCMP), `iqa ablate` (layer weights), `iqa study` (held-out voters), `iqa mpd-manifest`"
 
 
-def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="results folder (tables, plots, results.json)")
+def _add_common_arguments(parser: argparse.ArgumentParser, out_help: str = "results folder (tables, plots, results.json)") -> None:
+    parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for intervals and p-values")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
@@ -34,6 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--ridge", type=float, default=1e-3, help="L2 penalty of the fit on standardised components")
     a.add_argument("--heldout-voters", nargs="+", default=None, help="disjoint voters giving a second, held-out label")
     _add_common_arguments(a)
+    s = sub.add_parser("study", help="the PCMP study: every voter held out in turn; 2AFC of PSNR, MS-SSIM, ml-featsim per backbone, "
+                                     "layer and fitted weights; paired tests; label agreement")
+    s.add_argument("--pcmp", required=True, help="a complete PCMP dataset folder with the votes of at least 2 voters")
+    s.add_argument("--backbones", nargs="+", default=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], metavar="MODEL",
+                   help="backbones of the feature metric (its model argument; default: EfficientNet-Lite0/1/2)")
+    s.add_argument("--feature-metric", default="ml-featsim", metavar="NAME[:CONFIG]",
+                   help="multi-layer metric and its base arguments (default ml-featsim; layers/weights in CONFIG set its default variant)")
+    s.add_argument("--metric", nargs="+", default=[], metavar="NAME[:CONFIG]", help="further metrics, each compared with PSNR and MS-SSIM")
+    s.add_argument("--folds", type=int, default=2, help="reference folds of the cross-fitted weights (default 2)")
+    s.add_argument("--ridge", type=float, default=1e-3, help="L2 penalty of the fit on standardised components")
+    _add_common_arguments(s, "study folder (study.json, study.md, study.png, CSVs, scores/: the per-image score cache)")
     m = sub.add_parser("mpd-manifest", help="write the manifest CSV that `--dataset mpd=` reads, from MPD's archive and score table")
     m.add_argument("--root", required=True, help="the extracted archive (searched recursively for the listed files)")
     m.add_argument("--scores", required=True, help="the score table (CSV)")
@@ -47,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     # Each action imports its own part of mocodec.iqa: writing a manifest loads no metric.
-    {"eval": _evaluate, "ablate": _ablate, "mpd-manifest": _mpd_manifest}[args.iqa_command](args)
+    {"eval": _evaluate, "ablate": _ablate, "study": _study, "mpd-manifest": _mpd_manifest}[args.iqa_command](args)
 
 
 def _mpd_manifest(args: argparse.Namespace) -> None:
@@ -78,6 +91,25 @@ def _ablate(args: argparse.Namespace) -> None:
     write_reports([result.report], out, extra={"fitted": result.fitted, "components": result.components})
     print((out / f"{result.report.dataset}.md").read_text())
     print(f"fitted weights: {weights} (use --metric {spec.name}:{weights})")
+
+
+def _study(args: argparse.Namespace) -> None:
+    from mocodec.iqa.evaluate import MetricSpec
+    from mocodec.iqa.study import StudySettings, run_study
+    from mocodec.iqa.study_report import write_study
+    from mocodec.scoring import METRIC_ALIASES
+    from mocodec.utils.progress import progress_bar
+
+    settings = StudySettings(
+        feature_metric=MetricSpec.parse(args.feature_metric, aliases=METRIC_ALIASES), backbones=tuple(args.backbones),
+        metrics=tuple(MetricSpec.parse(m, aliases=METRIC_ALIASES) for m in args.metric), folds=args.folds, ridge=args.ridge,
+        n_resamples=args.resamples, seed=args.seed,
+    )
+    result = run_study(args.pcmp, args.out, settings, force=args.force, progress=progress_bar)
+    write_study(result, args.out)
+    text = (Path(args.out) / "study.md").read_text()
+    print(text[text.index("## Reading"):text.index("## Label agreement")].rstrip())
+    print(f"study: {Path(args.out) / 'study.md'} (tables, reading), study.png, pairs.csv, study.json")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -182,7 +182,7 @@ def evaluate_pairs(
                             f"high[{label_set}]": result.interval.high})
         best = _best({m: rows[m][f"2afc[{label_set}]"] for m in metrics})
         for m1, m2 in combinations(metrics, 2):
-            comparisons.append(_compare_means(per_pair[(label_set, m1)], per_pair[(label_set, m2)], m1, m2, label_set,
+            comparisons.append(compare_means(per_pair[(label_set, m1)], per_pair[(label_set, m2)], m1, m2, label_set,
                                               groups, n_resamples, seed))
         for m in metrics:
             found = next((c for c in comparisons if c["labels"] == label_set and {c["a"], c["b"]} == {m, best}), None)
@@ -203,8 +203,9 @@ def evaluate_pairs(
     return DatasetReport(dataset.name, "2afc", headline, list(rows.values()), per_type, comparisons, notes)
 
 
-def _compare_means(x: np.ndarray, y: np.ndarray, m1: str, m2: str, label_set: str, groups: Sequence[str],
-                   n_resamples: int, seed: int) -> dict[str, Any]:
+def compare_means(x: np.ndarray, y: np.ndarray, m1: str, m2: str, label_set: str, groups: Sequence[str],
+                  n_resamples: int, seed: int) -> dict[str, Any]:
+    """Metric ``m1`` vs ``m2`` on per-pair values ``x``, ``y`` of the same pairs: mean difference, paired bootstrap and Wilcoxon p-values."""
     d = x - y
     resampler = Resampler(d.size, groups, n_resamples=n_resamples, seed=seed)
     return {"labels": label_set, "a": m1, "b": m2, "difference": float(d.mean()),
