@@ -246,15 +246,22 @@ class MultiLayerFeatureSimilarity(FrozenNetworkDistortion):
         Columns are named by :attr:`component_names`; a zero-weight global term is reported as 0.
         """
         check_pair(x_hat, x)
+        n = x.shape[0]
+        # Several distortions of one reference (x.expand(N, ...), as IQA scoring passes them): its features once.
+        shared = n > 1 and x.stride(0) == 0
         with torch.no_grad():
-            ref, tiles = self.features(x.detach())
+            ref, tiles = self.features(x[:1].detach() if shared else x.detach())
         dist, _ = self.features(x_hat)
-        columns = [token_cosine(a, b).mean(-1) for a, b in zip(dist.tokens, ref.tokens)]
+
+        def cosine(a: Tensor, b: Tensor) -> Tensor:  # N x tiles (x tokens): one reference broadcast over the batch
+            return token_cosine(a.unflatten(0, (n, tiles)), b.unflatten(0, (1 if shared else n, tiles)))
+
+        columns = [cosine(a, b).mean(-1) for a, b in zip(dist.tokens, ref.tokens)]
         if self.needs_embedding:
-            columns.append(token_cosine(dist.embedding, ref.embedding))
+            columns.append(cosine(dist.embedding, ref.embedding))
         else:
             columns.append(columns[0].new_zeros(columns[0].shape))
-        return torch.stack(columns, -1).unflatten(0, (x.shape[0], tiles)).mean(1)
+        return torch.stack(columns, -1).mean(1)
 
     def score(self, x_hat: Tensor, x: Tensor) -> Tensor:
         similarities = self.similarities(x_hat, x)

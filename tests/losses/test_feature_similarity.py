@@ -215,3 +215,19 @@ def test_encoder_follows_dtype_moves():
     x = torch.rand(1, 3, 40, 40, dtype=torch.float64)
     with torch.no_grad():
         assert abs(term.score(x, x).item() - 1.0) <= 1e-12
+
+
+def test_one_reference_for_a_batch_is_encoded_once_with_the_same_scores():
+    """IQA scoring passes one reference expanded over its distortions: its features are computed once, same values."""
+    from unittest.mock import Mock
+
+    metric = create_distortion("ml-featsim", **DISTORTIONS.meta("ml-featsim")["test_kwargs"])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 64, 64, generator=g)
+    y = (x + 0.1 * torch.rand(3, 3, 64, 64, generator=g)).clamp(0, 1)
+    separate = metric.score(y, x.repeat(3, 1, 1, 1))
+    features = Mock(wraps=metric.features)
+    metric.features = features
+    shared = metric.score(y, x.expand(3, -1, -1, -1))
+    assert torch.allclose(shared, separate, atol=1e-6)
+    assert [call.args[0].shape[0] for call in features.call_args_list] == [1, 3]  # the reference once, the distortions
