@@ -44,6 +44,7 @@ from mocodec.data.embedded import crops, photos
 from mocodec.data.io import IMAGE_EXTENSIONS, list_images
 from mocodec.data.samples import Sample
 from mocodec.errors import ConfigError
+from mocodec.evaluation.shards import Shard
 from mocodec.files import atomic_write_bytes
 
 LOC_CSV = "LOC_val_solution.csv"
@@ -175,11 +176,15 @@ def imagenet_samples(
     class_names: Sequence[str] | None = None,
     tile: int = 288,
     stride: int = 72,
+    classes: str | None = None,
 ) -> list[Sample]:
     """Classification samples under ``root`` (see the module docstring); ``None``: the embedded tiles.
 
     ``labels``: a ``LOC_val_solution.csv`` elsewhere than ``root``; ``class_names``: the
     model's, to accept class-name folders; ``tile``/``stride``: of the embedded default.
+    ``classes``: ``"I/N"`` keeps every N-th class starting at the I-th, of the classes sorted
+    by synset (or folder name) -- the rule a training set's ``{root, classes: I/N}`` uses, so
+    ``0/2`` trains and ``1/2`` judges on disjoint images.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown ImageNet layout '{layout}'; use one of {', '.join(LAYOUTS)}")
@@ -198,4 +203,9 @@ def imagenet_samples(
         samples = unlabeled_samples(root)
     if not samples:
         raise ConfigError(f"dataset folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)")
+    if classes is not None:
+        if layout == "unlabeled":
+            raise ConfigError(f"classes={classes} keeps some classes of a labelled dataset, but {root} has no classes")
+        kept = set(Shard.parse(classes).select(sorted({s.target for s in samples}), key=lambda label: f"{label:06d}"))
+        samples = [s for s in samples if s.target in kept]
     return samples

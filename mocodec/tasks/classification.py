@@ -250,9 +250,9 @@ class ClassificationTask(Task):
         return dict(self._identity)
 
     def dataset(self, root: str | Path | None = None, layout: str = "auto", labels: str | Path | None = None,
-                tile: int = 288, stride: int = 72) -> list[Sample]:
-        """ImageNet layouts, any image folder, or the embedded tiles (see :mod:`mocodec.data.imagenet`)."""
-        samples = imagenet_samples(root, layout, labels, self.classifier.class_names, tile, stride)
+                tile: int = 288, stride: int = 72, classes: str | None = None) -> list[Sample]:
+        """ImageNet layouts, any image folder, or the embedded tiles (see :mod:`mocodec.data.imagenet`); ``classes="I/N"``: a class split."""
+        samples = imagenet_samples(root, layout, labels, self.classifier.class_names, tile, stride, classes)
         self.check_labels([s.target for s in samples], where=str(root or "the embedded photos"))
         return samples
 
