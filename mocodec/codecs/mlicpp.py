@@ -35,14 +35,13 @@ import re
 from typing import Any, Protocol
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import conv3x3, subpel_conv3x3
 from compressai.models import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from mocodec.codecs.hyperprior import PaddedCompressAIMixin
+from mocodec.codecs.hyperprior import PaddedCompressAIMixin, RansTables
 from mocodec.codecs.layers import (
     ANCHOR,
     NON_ANCHOR,
@@ -105,54 +104,38 @@ class SteQuantizer:
         return keep(quantize_ste(y - means) + means, part)
 
 
-class _RansTables:
-    """The Gaussian conditional's CDF tables as the rANS coder takes them."""
+class RansEncoderQuantizer:
+    """Encoder: rounds ``y − μ`` to integer symbols and queues them (and their CDF indexes) for one rANS string."""
 
     def __init__(self, gaussian_conditional: GaussianConditional) -> None:
         self.gaussian_conditional = gaussian_conditional
-        self.cdfs = gaussian_conditional.quantized_cdf.tolist()
-        self.cdf_lengths = gaussian_conditional.cdf_length.reshape(-1).int().tolist()
-        self.offsets = gaussian_conditional.offset.reshape(-1).int().tolist()
-
-    def indexes(self, scales: Tensor, part: Part) -> list[int]:
-        return self.gaussian_conditional.build_indexes(gather(scales, part)).flatten().tolist()
-
-
-class RansEncoderQuantizer(_RansTables):
-    """Encoder: rounds ``y − μ`` to integer symbols and queues them for one rANS string."""
-
-    def __init__(self, gaussian_conditional: GaussianConditional) -> None:
-        super().__init__(gaussian_conditional)
-        self.symbols: list[int] = []
-        self.symbol_indexes: list[int] = []
+        self.tables = RansTables(gaussian_conditional)
+        self.symbols: list[Tensor] = []
+        self.indexes: list[Tensor] = []
 
     def __call__(self, y: Tensor | None, scales: Tensor, means: Tensor, part: Part) -> Tensor:
         assert y is not None, "the encoder quantises a known latent"
         means_part = gather(means, part)
         symbols = self.gaussian_conditional.quantize(gather(y, part), "symbols", means_part)
-        self.symbols += symbols.flatten().tolist()
-        self.symbol_indexes += self.indexes(scales, part)
+        self.symbols.append(symbols.flatten())
+        self.indexes.append(self.tables.indexes(gather(scales, part)).flatten())
         return scatter(symbols.to(means.dtype) + means_part, part, y.shape[-2:])
 
     def flush(self) -> bytes:
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(self.symbols, self.symbol_indexes, self.cdfs, self.cdf_lengths, self.offsets)
-        return encoder.flush()
+        return self.tables.encode(torch.cat(self.symbols), torch.cat(self.indexes))
 
 
-class RansDecoderQuantizer(_RansTables):
+class RansDecoderQuantizer:
     """Decoder: reads the symbols back from the rANS string, in the encoder's order."""
 
     def __init__(self, gaussian_conditional: GaussianConditional, string: bytes) -> None:
-        super().__init__(gaussian_conditional)
-        self.decoder = RansDecoder()
-        self.decoder.set_stream(string)
+        self.tables = RansTables(gaussian_conditional)
+        self.decoder = self.tables.decoder(string)
 
     def __call__(self, y: Tensor | None, scales: Tensor, means: Tensor, part: Part) -> Tensor:
         means_part = gather(means, part)
-        symbols = self.decoder.decode_stream(self.indexes(scales, part), self.cdfs, self.cdf_lengths, self.offsets)
-        values = torch.tensor(symbols, dtype=means.dtype, device=means.device).view_as(means_part)
-        return scatter(values + means_part, part, means.shape[-2:])
+        symbols = self.tables.decode(self.decoder, self.tables.indexes(gather(scales, part)))
+        return scatter(symbols.to(means_part) + means_part, part, means.shape[-2:])
 
 
 class SliceEntropyModel(nn.Module):

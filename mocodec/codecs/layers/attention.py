@@ -75,6 +75,8 @@ class CheckerboardWindowAttention(nn.Module):
 
     The input holds anchors only (zeros elsewhere), so the output at any position depends
     on decoded anchors alone: the decoder can compute it before the non-anchors exist.
+    It is the context *of* the non-anchors, so it is computed around non-anchor positions
+    only (half the windows); the output is zero at anchor positions.
     """
 
     def __init__(self, dim: int, window: int = 5, heads: int = 2, mlp_ratio: float = 2.0) -> None:
@@ -93,33 +95,55 @@ class CheckerboardWindowAttention(nn.Module):
         self.norm2 = nn.LayerNorm(2 * dim)
         self.mlp = Mlp(2 * dim, int(2 * dim * mlp_ratio), 2 * dim, act_layer=nn.GELU)
 
-    def _unfold(self, x: Tensor) -> Tensor:
-        """B x C x H x W -> B x C·w² x H·W: the window around every position."""
-        return F.unfold(x, self.window, padding=self.window // 2)
+    def _non_anchor_windows(self, x: Tensor) -> Tensor:
+        """B x C x H x W -> B x C·w² x L': the window around each non-anchor (zero padded).
+
+        Windows come in :meth:`non_anchor_positions` order: the non-anchors are the
+        (even, even) and (odd, odd) positions, so two stride-2 unfolds gather exactly them.
+        """
+        pad = self.window // 2
+        padded = F.pad(x, (pad, pad, pad, pad))
+        windows = [F.unfold(padded, self.window, stride=2)]
+        if min(x.shape[-2:]) > 1:
+            windows.append(F.unfold(padded[..., 1:, 1:], self.window, stride=2))
+        return torch.cat(windows, dim=-1)
+
+    @staticmethod
+    def non_anchor_positions(height: int, width: int, device: torch.device) -> Tensor:
+        """Raster indices of the non-anchors: the (even, even) positions, then the (odd, odd) ones."""
+        grid = torch.arange(height * width, device=device).view(height, width)
+        return torch.cat([grid[0::2, 0::2].flatten(), grid[1::2, 1::2].flatten()])
 
     def anchor_pair_mask(self, height: int, width: int, device: torch.device) -> Tensor:
-        """H·W x w² x w² logits offset: 0 where query and key are both anchors, else MASKED_LOGIT."""
+        """L' x w² x w² logits offset of the non-anchors' windows: 0 where query and key are both anchors, else MASKED_LOGIT."""
         anchors = ANCHOR.mask(height, width, device).to(torch.float32)[None, None]
-        windows = self._unfold(anchors)[0].transpose(0, 1)  # H·W x w², 0 at padding too
+        windows = self._non_anchor_windows(anchors)[0].transpose(0, 1)  # L' x w², 0 at padding too
         allowed = windows[:, :, None] * windows[:, None, :]
         return torch.where(allowed > 0, 0.0, MASKED_LOGIT)
 
     def forward(self, anchors: Tensor) -> Tensor:
         b, c, h, w = anchors.shape
-        size, area = self.window**2, h * w
+        size = self.window**2
         tokens = self.norm1(anchors.flatten(2).transpose(1, 2))  # B x L x C
         qkv = self.qkv_proj(tokens).transpose(1, 2).reshape(b, 3 * c, h, w)
+        # Only the non-anchors' windows (L' of them): every window operation below is per window.
+        windows = self._non_anchor_windows(qkv)
+        count = windows.shape[-1]
         # Channel c of head n is c = d·heads + n (interleaved): the published weights' layout.
-        windows = self._unfold(qkv).view(b, 3, self.head_dim, self.heads, size, area)
-        q, k, v = windows.permute(1, 0, 5, 3, 4, 2).unbind(0)  # each B x L x heads x w² x d
+        windows = windows.view(b, 3, self.head_dim, self.heads, size, count)
+        q, k, v = windows.permute(1, 0, 5, 3, 4, 2).unbind(0)  # each B x L' x heads x w² x d
         bias = self.relative_position_table[self.relative_position_index].permute(2, 0, 1)  # heads x w² x w²
         logits = (q * self.scale) @ k.transpose(-1, -2) + bias + self.anchor_pair_mask(h, w, anchors.device)[:, None]
-        attended = logits.softmax(dim=-1) @ v  # B x L x heads x w² x d
+        attended = logits.softmax(dim=-1) @ v  # B x L' x heads x w² x d
         # The fusion convolution reads head-major channels (c = n·head_dim + d).
-        attended = attended.permute(0, 1, 2, 4, 3).reshape(b * area, c, self.window, self.window)
-        context = self.proj(self.fusion(attended).view(b, area, 2 * c))
+        attended = attended.permute(0, 1, 2, 4, 3).reshape(b * count, c, self.window, self.window)
+        # The token layers run on all H·W positions (zeros at anchors) in row-major layout, as
+        # ever: a matrix product's rounding can depend on its row count and layout.
+        fused = attended.new_zeros(b, h * w, 2 * c)
+        fused[:, self.non_anchor_positions(h, w, anchors.device)] = self.fusion(attended).view(b, count, 2 * c)
+        context = self.proj(fused)
         context = context + self.mlp(self.norm2(context))
-        return context.transpose(1, 2).reshape(b, 2 * c, h, w)
+        return keep(context.transpose(1, 2).reshape(b, 2 * c, h, w), NON_ANCHOR)
 
 
 class GlobalInterContext(nn.Module):
