@@ -61,11 +61,17 @@ class PretrainEntry:
 
 @dataclass(frozen=True)
 class CodecEntry:
-    """A codec architecture every term is trained on (``codec`` is a registry name)."""
+    """A codec architecture every term is trained on (``codec`` is a registry name).
+
+    ``qualities``: one quality per rate point, instead of ``quality`` for all: the i-th λ of
+    every term trains the codec at its i-th quality -- with ``init_weights: pretrained``, from
+    that quality's weights (e.g. each λ fine-tunes the shipped weights trained at a neighbouring λ).
+    """
 
     label: str
     codec: str
     quality: int = 3
+    qualities: tuple[int, ...] | None = None
     kwargs: Options = field(default_factory=dict)
     init_weights: str | None = None  # start every run from these weights (a file, or ``pretrained``)
     pretrain: PretrainEntry | None = None  # fine-tune every run from a base trained by the recipe (after init_weights)
@@ -319,6 +325,10 @@ def validate(recipe: Recipe) -> None:
     for term in recipe.terms:
         if not term.lmbdas:
             raise ConfigError(f"terms.{term.label}.lmbdas must be a list of numbers, got []")
+        for codec in recipe.codecs:
+            if codec.qualities is not None and len(codec.qualities) != len(term.lmbdas):
+                raise ConfigError(f"codecs.{codec.label}.qualities has {len(codec.qualities)} entries but terms.{term.label}.lmbdas "
+                                  f"{len(term.lmbdas)}: give one quality per rate point")
     sets = [(f"terms.{t.label}", t.distortions) for t in recipe.terms]
     sets += [(f"codecs.{c.label}.pretrain", c.pretrain.distortions) for c in recipe.codecs if c.pretrain is not None]
     for where, distortions in sets:

@@ -124,7 +124,9 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
     ]
     for codec in recipe.codecs:
         for term in recipe.terms:
-            arch = f"{codec.codec} q{codec.quality} {json.dumps(codec.kwargs) if codec.kwargs else ''}".strip()
+            qualities = ",".join(map(str, codec.qualities)) if codec.qualities is not None else codec.quality
+            start = f", from {codec.init_weights} weights" if codec.init_weights else ""
+            arch = f"{codec.codec} q{qualities} {json.dumps(codec.kwargs) if codec.kwargs else ''}".strip() + start
             balance = f"after {term.balance_warmup} steps" if term.balance_warmup is not None else "off"
             lines.append(f"| {recipe.method(codec, term)} | {arch} | `{json.dumps(term.distortions)}` | "
                          f"{', '.join(f'{v:g}' for v in term.lmbdas)} | {balance} | {_mean_shares(recipe, term, summary['runs'])} |")

@@ -76,6 +76,13 @@ class Run:
     def steps(self, recipe: Recipe) -> int:
         return self.codec.pretrain.steps if self.pretraining else recipe.steps
 
+    @property
+    def quality(self) -> int:
+        """The codec's quality for this run: its rate point's entry of ``qualities``, else ``quality``."""
+        if self.codec.qualities is None or self.pretraining:
+            return self.codec.quality
+        return self.codec.qualities[self.term.lmbdas.index(self.lmbda)]
+
     def config(self, recipe: Recipe, out: Path) -> dict[str, Any]:
         """The LightningCLI config of this run: the recipe's shared ``training`` plus this run's choices."""
         steps = self.steps(recipe)
@@ -91,7 +98,7 @@ class Run:
         })
         base = self.base
         config.setdefault("model", {}).update({
-            "codec": self.codec.codec, "quality": self.codec.quality, "codec_kwargs": dict(self.codec.kwargs),
+            "codec": self.codec.codec, "quality": self.quality, "codec_kwargs": dict(self.codec.kwargs),
             "init_weights": str(checkpoint_of(out / "runs" / base.name)) if base else self.codec.init_weights,
             "lmbda": self.lmbda, "distortions": copy.deepcopy(self.term.distortions), "balance_warmup": self.term.balance_warmup,
         })

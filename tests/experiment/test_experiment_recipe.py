@@ -104,3 +104,20 @@ def test_shipped_recipes_load():
     assert [(t.label, t.task) for t in paper.tasks] == [
         ("imagenet", "classification"), ("voc", "detection"), ("coco", "detection"), ("seed-bench", "vlm-qa"), ("pope", "vlm-qa")]
     assert paper.terms[1].distortions["ml-clipsim"]["model"] == "ViT-B-32" and len(compared_runs(paper)) == 2 * 2 * 6 * 3
+
+
+def test_one_quality_per_rate_point():
+    """codecs.X.qualities: the i-th λ of every term trains (and, with init_weights: pretrained, starts from) the i-th quality."""
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    codec = next(iter(recipe["codecs"]))
+    recipe["codecs"][codec]["qualities"] = [1, 2]
+    for term in recipe["terms"].values():
+        term["lmbdas"] = [term["lmbdas"][0], term["lmbdas"][0] * 2]
+    parsed = parse_recipe(recipe)
+    runs = compared_runs(parsed)
+    for run in runs:
+        assert run.quality == [1, 2][run.term.lmbdas.index(run.lmbda)]
+        assert run.config(parsed, Path("out"))["model"]["quality"] == run.quality
+    recipe["codecs"][codec]["qualities"] = [1, 2, 3]
+    with pytest.raises(ConfigError, match=rf"^codecs\.{codec}\.qualities has 3 entries but terms\.\S+\.lmbdas 2: give one quality per rate point$"):
+        parse_recipe(recipe)
