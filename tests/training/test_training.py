@@ -289,3 +289,23 @@ def test_coding_tables_are_computed_in_fp32_even_under_autocast():
         under_autocast = coding_ready_state(module.codec)
     assert plain.keys() == under_autocast.keys() and all(torch.equal(plain[k], under_autocast[k]) for k in plain)
     assert {v.dtype for v in plain.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_channels_last_computes_the_same_codec_and_saves_plain_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    images = [torch.rand(2, 3, 64, 64) for _ in range(2)]
+    pl.seed_everything(1)
+    plain = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}).eval()
+    pl.seed_everything(1)
+    nhwc = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, channels_last=True).eval()
+    assert nhwc.codec.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain(images[0]), nhwc(images[0].contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(b["x_hat"], a["x_hat"], atol=1e-5, rtol=1e-4)  # the same function, up to float rounding
+    torch.testing.assert_close(b["likelihoods"], a["likelihoods"], atol=1e-6, rtol=1e-4)
+    module, trainer = fit_on(*images, channels_last=True)
+    assert trainer.global_step == 2 and module.codec.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    trainer.save_checkpoint(tmp_path / "nhwc.ckpt")
+    codec = load_codec("bmshj2018-hyperprior", checkpoint=tmp_path / "nhwc.ckpt")
+    trained = dict(module.codec.named_parameters())
+    assert codec.entropy_tables_ready()  # the quantiles are the checkpoint's bisected ones, the weights the trained ones
+    assert all(torch.equal(p, trained[name]) for name, p in codec.named_parameters() if not name.endswith("quantiles"))
