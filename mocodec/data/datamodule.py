@@ -154,7 +154,6 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
 
-
 def _plain_sources(train: object) -> object:
     """``train`` as plain data: a folder as a string, a source with classes as ``{root, classes}``."""
     if isinstance(train, (list, tuple)):

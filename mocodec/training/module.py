@@ -64,13 +64,6 @@ def split_parameters(codec: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
     return main, aux
 
 
-def _forward_in_fp32(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """An entropy model's own forward, in float32 whatever autocast region it is called from."""
-    device_type = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
-    with torch.autocast(device_type, enabled=False):
-        return type(self).forward(self, *map(float32, args), **float32(kwargs))
-
-
 def float32(value: Any) -> Any:
     """``value`` (a tensor, or dicts / lists / tuples of them) with floating-point tensors in float32."""
     if isinstance(value, Tensor):
@@ -80,6 +73,13 @@ def float32(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(float32(v) for v in value)
     return value
+
+
+def _forward_in_fp32(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """An entropy model's own forward, in float32 whatever autocast region it is called from."""
+    device_type = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+    with torch.autocast(device_type, enabled=False):
+        return type(self).forward(self, *map(float32, args), **float32(kwargs))
 
 
 def entropy_models_in_fp32(codec: nn.Module) -> nn.Module:
@@ -183,6 +183,7 @@ class CodecModule(pl.LightningModule):
         return self.codec(x)
 
     def setup(self, stage: str) -> None:
+        """Refuse precisions that would train 16-bit parameters (module docstring)."""
         precision = str(self.trainer.precision)
         if precision in ("bf16-true", "16-true"):
             raise ConfigError(
