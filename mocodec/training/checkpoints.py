@@ -52,9 +52,11 @@ RUN_KEY = "mocodec_run"  # {"wandb_id": ...}
 
 @torch.no_grad()
 def coding_ready_state(codec: nn.Module) -> dict[str, Tensor]:
-    """The state dict of a copy of ``codec`` with fresh CDF tables (quantiles re-derived by bisection)."""
+    """The state dict of a copy of ``codec`` with fresh CDF tables (quantiles re-derived by bisection), computed in float32."""
     ready = copy.deepcopy(codec)
-    ready.update(force=True, update_quantiles=True)
+    device_type = next(ready.parameters()).device.type
+    with torch.autocast(device_type, enabled=False):  # tables must not depend on the precision a run trains in
+        ready.update(force=True, update_quantiles=True)
     return ready.state_dict()
 
 

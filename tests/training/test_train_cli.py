@@ -84,6 +84,29 @@ def test_export_compress_decompress_round_trip(run_dir, photo, tmp_path, cli):
     assert np.array_equal(decoded, x_hat.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())
 
 
+def test_a_bf16_mixed_run_exports_and_codes_like_an_fp32_one(photo, tmp_path, cli):
+    run = tmp_path / "bf16"
+    done = cli("train", "fit", "--config", TINY_CPU, *SMALL, "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed",
+               "--trainer.logger", "false", "--trainer.default_root_dir", str(run))
+    assert done.returncode == 0, done.stderr[-2000:]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    state = load_checkpoint(ckpt)
+    assert state["global_step"] == 3
+    assert {v.dtype for v in state["state_dict"].values() if v.is_floating_point()} <= {torch.float32, torch.float64}  # float64: the loss's running means
+    exported, bits, out = tmp_path / "codec.pth", tmp_path / "coffee.moc", tmp_path / "decoded.png"
+    assert cli("export", str(ckpt), str(exported)).returncode == 0
+    assert cli("compress", str(photo), str(bits), "--checkpoint", str(exported)).returncode == 0
+    done = cli("decompress", str(bits), str(out), "--checkpoint", str(exported))
+    assert done.returncode == 0, done.stderr
+    # The checkpoint itself codes alike, in this process (tables in fp32, no autocast anywhere on the coding path).
+    x, info = read_image(photo)
+    codec = load_codec("bmshj2018-hyperprior", checkpoint=ckpt)
+    data = bitstream.encode(codec, x, info)
+    x_hat, _ = bitstream.decode(codec, data)
+    assert len(data) == bits.stat().st_size  # the same strings (the headers differ only in the weights files' digests)
+    assert np.array_equal(np.asarray(Image.open(out)), x_hat.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())
+
+
 def test_unknown_distortion(cli, tmp_path):
     done = cli("train", "fit", "--config", TINY_CPU, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), "--model.distortions", "{msse: 1.0}")
     assert done.returncode == 2

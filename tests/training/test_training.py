@@ -1,4 +1,4 @@
-"""CodecModule + LightningCLI in process: every shipped config (composition, a smoke run), resume equivalence, NaN guard, checkpoints."""
+"""CodecModule + LightningCLI in process: every shipped config (composition, a smoke run), resume equivalence, NaN guard, checkpoints, bf16-mixed."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import yaml
 from torch.utils.data import DataLoader
 
 from mocodec.codecs import CODECS, load_codec
+from mocodec.errors import ConfigError
 from mocodec.losses import DISTORTIONS
-from mocodec.training import CodecModule, TRAINING_STATE_KEY, run_cli, split_parameters
+from mocodec.training import CodecModule, TRAINING_STATE_KEY, coding_ready_state, run_cli, split_parameters
 from mocodec.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,8 @@ def tiny_overrides(config: Path) -> list[str]:
 
 def test_every_config_is_shipped():
     assert [c.stem for c in CONFIGS] == [
-        "ddp_example", "hyperprior_lpips", "hyperprior_mlclipsim", "hyperprior_mse", "hyperprior_msssim", "mlicpp_mlclipsim", "tiny_cpu",
+        "ddp_example", "fast_cpu", "hyperprior_lpips", "hyperprior_mlclipsim", "hyperprior_mse", "hyperprior_msssim", "mlicpp_mlclipsim",
+        "tiny_cpu",
     ]
 
 
@@ -228,3 +230,82 @@ def test_python_api_checkpoints_hold_plain_hyperparameters(tmp_path):
     hparams = load_checkpoint(tmp_path / "api.ckpt")["hyper_parameters"]  # weights_only=True: no classes inside
     assert hparams["optimizer"] == {"class_path": "torch.optim.sgd.SGD", "init_args": {"lr": 0.1}}
     assert hparams["aux_optimizer"] == {"class_path": "torch.optim.adam.Adam"}
+
+
+# --------------------------------------------------------------------------- bf16-mixed on CPU
+
+
+def test_bf16_mixed_computes_the_transforms_in_bf16_and_the_rest_in_fp32():
+    seen: dict[str, list[tuple[bool, bool, torch.dtype]]] = {}  # name -> (training, autocast on, output dtype) per call
+
+    def record(name, pick):
+        def hook(module, args, output):
+            seen.setdefault(name, []).append((module.training, torch.is_autocast_enabled("cpu"), pick(output).dtype))
+        return hook
+
+    pl.seed_everything(5)
+    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, lmbda=0.01, distortions={"mse": 1.0, "msssim": 0.5}, log_images=0)
+    module.codec.g_s.register_forward_hook(record("synthesis", lambda out: out))
+    module.codec.entropy_bottleneck.register_forward_hook(record("z likelihoods", lambda out: out[1]))
+    module.codec.gaussian_conditional.register_forward_hook(record("y likelihoods", lambda out: out[1]))
+    module.loss.register_forward_hook(record("loss", lambda out: out["loss"]))
+    torch.manual_seed(0)
+    images = [torch.rand(2, 3, 64, 64) for _ in range(2)]
+    trainer = pl.Trainer(
+        accelerator="cpu", precision="bf16-mixed", max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, DataLoader(Batches(*images), batch_size=None), DataLoader(Batches(images[0]), batch_size=None))
+    assert trainer.global_step == 2 and math.isfinite(trainer.callback_metrics["val/psnr"])
+    training = {name: {call[1:] for call in calls if call[0]} for name, calls in seen.items()}
+    validation = {name: {call[1:] for call in calls if not call[0]} for name, calls in seen.items()}
+    # Training steps run under autocast: the transforms in bf16; likelihoods and loss in fp32 inside that region.
+    assert training == {"synthesis": {(True, torch.bfloat16)}, "z likelihoods": {(True, torch.float32)},
+                        "y likelihoods": {(True, torch.float32)}, "loss": {(False, torch.float32)}}
+    # Validation runs wholly in fp32, as the coding path does.
+    assert validation == {name: {(False, torch.float32)} for name in seen}
+    # Parameters, gradients' targets and both optimisers' states stay fp32 (bf16-true would make them bf16).
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    states = [t for opt in trainer.optimizers for state in opt.state.values() for t in state.values() if t.is_floating_point()]
+    assert states and {t.dtype for t in states if t.dim()} == {torch.float32}
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_half_precision_parameters_are_refused(precision):
+    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12})
+    trainer = pl.Trainer(accelerator="cpu", precision=precision, max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match=(
+        rf"^trainer.precision {precision} would keep the parameters and the optimiser state in 16 bits, where small updates are lost; "
+        r"use bf16-mixed \(transforms in bfloat16, parameters and Adam state in float32\)$"
+    )):
+        trainer.fit(module, DataLoader(Batches(torch.rand(1, 3, 64, 64)), batch_size=None))
+
+
+def test_coding_tables_are_computed_in_fp32_even_under_autocast():
+    torch.manual_seed(0)
+    module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12})
+    plain = coding_ready_state(module.codec)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = coding_ready_state(module.codec)
+    assert plain.keys() == under_autocast.keys() and all(torch.equal(plain[k], under_autocast[k]) for k in plain)
+    assert {v.dtype for v in plain.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_channels_last_computes_the_same_codec_and_saves_plain_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    images = [torch.rand(2, 3, 64, 64) for _ in range(2)]
+    pl.seed_everything(1)
+    plain = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}).eval()
+    pl.seed_everything(1)
+    nhwc = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, channels_last=True).eval()
+    assert nhwc.codec.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain(images[0]), nhwc(images[0].contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(b["x_hat"], a["x_hat"], atol=1e-5, rtol=1e-4)  # the same function, up to float rounding
+    torch.testing.assert_close(b["likelihoods"], a["likelihoods"], atol=1e-6, rtol=1e-4)
+    module, trainer = fit_on(*images, channels_last=True)
+    assert trainer.global_step == 2 and module.codec.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    trainer.save_checkpoint(tmp_path / "nhwc.ckpt")
+    codec = load_codec("bmshj2018-hyperprior", checkpoint=tmp_path / "nhwc.ckpt")
+    trained = dict(module.codec.named_parameters())
+    assert codec.entropy_tables_ready()  # the quantiles are the checkpoint's bisected ones, the weights the trained ones
+    assert all(torch.equal(p, trained[name]) for name, p in codec.named_parameters() if not name.endswith("quantiles"))
