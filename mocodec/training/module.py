@@ -177,6 +177,9 @@ class CodecModule(pl.LightningModule):
             codec = load_codec(name, quality, pretrained=True, **self.codec_kwargs)
         else:
             codec = load_codec(name, quality, checkpoint=init_weights, **self.codec_kwargs)
+        # The run trains this quality, whatever quality the starting weights were trained at (a
+        # neighbouring λ's weights are the usual start): checkpoints and files record this one.
+        codec.set_identity(codec.codec_name, quality)
         return codec.train()
 
     def forward(self, x: Tensor) -> dict[str, Any]:

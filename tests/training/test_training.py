@@ -218,6 +218,10 @@ def test_init_weights_starts_from_a_checkpoint(tmp_path):
     assert module.codec.training and (module.codec.N, module.codec.M) == (8, 12)
     assert all(torch.equal(a, b) for a, b in zip(module.codec.parameters(), source.parameters()))
     assert module.codec_record() == {"name": "bmshj2018-hyperprior", "quality": 2, "kwargs": {"N": 8, "M": 12}}
+    # the weights of one quality start the training of another (a neighbouring λ): the run trains, and records, its own
+    other = CodecModule("bmshj2018-hyperprior", 3, init_weights=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(other.codec.parameters(), source.parameters()))
+    assert other.codec_record() == {"name": "bmshj2018-hyperprior", "quality": 3, "kwargs": {"N": 8, "M": 12}}
 
 
 def test_python_api_checkpoints_hold_plain_hyperparameters(tmp_path):
