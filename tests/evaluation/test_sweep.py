@@ -234,7 +234,7 @@ def test_foreign_files_are_refused(tmp_path, images, judge):
 
 def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"^the classification dataset takes no option 'split'; its options: layout, labels, tile, stride$"):
+    with pytest.raises(ConfigError, match=r"^the classification dataset takes no option 'split'; its options: layout, labels, tile, stride, classes$"):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty", {"split": "val"})
     with pytest.raises(ConfigError, match=r"^dataset folder .*empty holds no images"):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty")
