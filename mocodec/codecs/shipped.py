@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mocodec.errors import ConfigError, WeightsError
+from mocodec.files import atomic_write_json
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 MANIFEST = "manifest.json"
@@ -57,4 +58,15 @@ def shipped_weights(name: str, quality: int, folder: Path | None = None) -> Path
     return path
 
 
-__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights"]
+def record(name: str, quality: int, path: Path, facts: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+    """Enter weights file ``path`` (inside ``folder``) in the manifest as codec ``name`` at ``quality``: digest, size, ``facts``."""
+    folder = folder or WEIGHTS_DIR
+    entries = manifest(folder)
+    entry = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size, **facts}
+    entries.setdefault(name, {})[str(quality)] = entry
+    entries[name] = dict(sorted(entries[name].items(), key=lambda kv: int(kv[0])))
+    atomic_write_json(folder / MANIFEST, entries)
+    return entry
+
+
+__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights", "record"]

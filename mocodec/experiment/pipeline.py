@@ -80,7 +80,7 @@ def evaluate(recipe: Recipe, task_entry: TaskEntry, out: Path, progress: Progres
     path = out / "results" / f"{task_entry.label}.json"
     try:
         results = sweep.evaluate(task, curves, path, task_entry.dataset, dict(task_entry.dataset_options),
-                                 chunk_size=recipe.chunk_size, progress=progress)
+                                 chunk_size=recipe.chunk_size, workers=recipe.workers, progress=progress)
     except OutputExistsError as exc:  # the sweep's own advice (--force) is not an option of this command
         reason = str(exc).split(";")[0]
         raise OutputExistsError(f"{reason}; delete it to judge task {task_entry.label} again (the trained runs are kept)") from None

@@ -122,6 +122,7 @@ class Recipe:
         baselines: classic codec name -> qualities, drawn beside (and BD-compared).
         bootstrap: resamples of the intervals; interval: their coverage.
         chunk_size: images per chunk of the sweep.
+        workers: coding processes of the sweep (``eval-task --workers``): the judge works while they code.
         wandb: log to W&B (offline unless ``WANDB_MODE`` says otherwise).
     """
 
@@ -139,6 +140,7 @@ class Recipe:
     bootstrap: int = 1000
     interval: float = 0.95
     chunk_size: int = 16
+    workers: int = 0
     wandb: bool = True
 
     def method(self, codec: CodecEntry, term: TermEntry) -> str:
@@ -353,6 +355,8 @@ def validate(recipe: Recipe) -> None:
         if steps < recipe.checkpoints or steps % recipe.checkpoints:
             raise ConfigError(f"{where} ({steps}) must be a multiple of checkpoints ({recipe.checkpoints}), "
                               "so the last checkpoint is the last step")
+    if recipe.workers < 0:
+        raise ConfigError(f"workers must be >= 0 (0: code in the judge's process), got {recipe.workers}")
     if not recipe.seeds or len(set(recipe.seeds)) != len(recipe.seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {list(recipe.seeds)}")
     model = recipe.training.get("model", {})

@@ -17,6 +17,7 @@ from mocodec.training.checkpoints import (
     checkpoint_dir,
     coding_ready_state,
     export_codec,
+    ship_codec,
     make_codec_record,
     plain_data,
     rng_state,
@@ -28,5 +29,5 @@ from mocodec.training.module import CodecModule, entropy_models_in_fp32, split_p
 __all__ = [
     "RNG_KEY", "RUN_KEY", "TRAINING_STATE_KEY", "AtomicCheckpointIO", "CodecModule", "LogConfig", "MocodecCLI",
     "check_same_codec", "checkpoint_dir", "cli_main", "coding_ready_state", "default_loggers", "entropy_models_in_fp32",
-    "export_codec", "make_codec_record", "plain_data", "rng_state", "run_cli", "set_rng_state", "split_parameters",
+    "export_codec", "ship_codec", "make_codec_record", "plain_data", "rng_state", "run_cli", "set_rng_state", "split_parameters",
 ]

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from compressai.entropy_models import EntropyModel
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
-from mocodec.codecs import CODEC_KEY, codec_state, load_codec
+from mocodec.codecs import CODEC_KEY, codec_state, load_codec, shipped
 from mocodec.errors import WeightsError
 from mocodec.files import atomic_write_bytes
 from mocodec.registry import canonical_name
@@ -147,13 +148,42 @@ def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
     return Path(run_dir or ".") / "checkpoints"
 
 
-def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record."""
+def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> dict[str, Any]:
+    """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record.
+
+    ``half``: the transforms' floating-point weights stored as float16 (half the file; loading
+    turns them back into float32), the entropy models' parameters and tables kept exact, so the
+    CDF tables stay those the weights were trained with.
+    """
     recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
     if not isinstance(recorded, dict):
         raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
     codec = load_codec(recorded["name"], recorded["quality"], checkpoint=checkpoint)
+    state = codec_state(codec, recorded.get("kwargs", {}))
+    if half:
+        exact = tuple(f"{name}." for name, module in codec.named_modules() if isinstance(module, EntropyModel))
+        state["state_dict"] = {k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state["state_dict"].items()}
     buffer = io.BytesIO()
-    torch.save(codec_state(codec, recorded.get("kwargs", {})), buffer)
+    torch.save(state, buffer)
     atomic_write_bytes(out, buffer.getvalue())
     return recorded
+
+
+def ship_codec(checkpoint: str | os.PathLike, folder: Path | None = None) -> dict[str, Any]:
+    """Ship a training checkpoint's codec with mocodec: a half-precision export in the package's weights folder.
+
+    The file is ``<codec>-q<quality>.pth``; the manifest (:mod:`mocodec.codecs.shipped`) records
+    its SHA-256 and how it was trained (λ, distortions, steps, starting weights), read from the
+    checkpoint. ``--pretrained`` then loads it, offline. Returns the manifest entry.
+    """
+    folder = Path(folder or shipped.WEIGHTS_DIR)
+    ckpt = load_checkpoint(checkpoint)
+    recorded = ckpt.get(CODEC_KEY)
+    if not isinstance(recorded, dict):
+        raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
+    path = folder / f"{recorded['name']}-q{recorded['quality']}.pth"
+    export_codec(checkpoint, path, half=True)
+    hp = ckpt.get("hyper_parameters", {})
+    facts = {"lmbda": hp.get("lmbda"), "distortions": hp.get("distortions"), "steps": int(ckpt.get("global_step", -1)),
+             "init_weights": hp.get("init_weights"), "architecture": recorded.get("kwargs", {})}
+    return shipped.record(recorded["name"], int(recorded["quality"]), path, facts, folder)

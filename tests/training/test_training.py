@@ -55,7 +55,7 @@ def tiny_overrides(config: Path) -> list[str]:
 def test_every_config_is_shipped():
     assert [c.stem for c in CONFIGS] == [
         "ddp_example", "fast_cpu", "hyperprior_lpips", "hyperprior_mlclipsim", "hyperprior_mse", "hyperprior_msssim", "mbt2018_mean_small",
-        "mlicpp_mlclipsim",
+        "mbt2018_mean_small_finetune", "mlicpp_mlclipsim",
         "tiny_cpu",
     ]
 
