@@ -29,11 +29,13 @@ import functools
 import io
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyModel
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
@@ -143,6 +145,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(path, buffer.getvalue())
 
 
+class LastStepCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` also holds the final step.
+
+    Lightning writes ``last.ckpt`` after each validation and, at the end of fitting, only if none
+    was written yet; a run whose ``max_steps`` falls between validations would leave its last
+    steps out of ``last.ckpt`` (what ``export`` ships and an experiment evaluates). This writes
+    it again when fitting ends at a step no checkpoint holds.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's own key (it names the class): checkpoints written by ModelCheckpoint resume with their
+        # state, so last.ckpt is written again in place, not beside it as last-v1.ckpt.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        else:
+            super().on_train_end(trainer, pl_module)
+
+
 def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
     """Where ``mocodec train`` writes the checkpoints of the run in ``run_dir``."""
     return Path(run_dir or ".") / "checkpoints"
@@ -157,12 +181,16 @@ def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bo
     """
     recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
     if not isinstance(recorded, dict):
-        raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
+        raise WeightsError(
+            f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
+        )
     codec = load_codec(recorded["name"], recorded["quality"], checkpoint=checkpoint)
     state = codec_state(codec, recorded.get("kwargs", {}))
     if half:
         exact = tuple(f"{name}." for name, module in codec.named_modules() if isinstance(module, EntropyModel))
-        state["state_dict"] = {k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state["state_dict"].items()}
+        state["state_dict"] = {
+            k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state["state_dict"].items()
+        }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(out, buffer.getvalue())
@@ -180,10 +208,17 @@ def ship_codec(checkpoint: str | os.PathLike, folder: Path | None = None) -> dic
     ckpt = load_checkpoint(checkpoint)
     recorded = ckpt.get(CODEC_KEY)
     if not isinstance(recorded, dict):
-        raise WeightsError(f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`")
+        raise WeightsError(
+            f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
+        )
     path = folder / f"{recorded['name']}-q{recorded['quality']}.pth"
     export_codec(checkpoint, path, half=True)
     hp = ckpt.get("hyper_parameters", {})
-    facts = {"lmbda": hp.get("lmbda"), "distortions": hp.get("distortions"), "steps": int(ckpt.get("global_step", -1)),
-             "init_weights": hp.get("init_weights"), "architecture": recorded.get("kwargs", {})}
+    facts = {
+        "lmbda": hp.get("lmbda"),
+        "distortions": hp.get("distortions"),
+        "steps": int(ckpt.get("global_step", -1)),
+        "init_weights": hp.get("init_weights"),
+        "architecture": recorded.get("kwargs", {}),
+    }
     return shipped.record(recorded["name"], int(recorded["quality"]), path, facts, folder)

@@ -13,20 +13,20 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import yaml
 from jsonargparse import ArgumentError
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from mocodec.codecs import CODEC_KEY
 from mocodec.data.datamodule import ImageDataModule
 from mocodec.errors import ConfigError, WeightsError
-from mocodec.training.checkpoints import RUN_KEY, AtomicCheckpointIO, check_same_codec, checkpoint_dir
+from mocodec.training.checkpoints import RUN_KEY, AtomicCheckpointIO, LastStepCheckpoint, check_same_codec, checkpoint_dir
 from mocodec.training.module import CodecModule
 from mocodec.utils.provenance import code_version
 from mocodec.weights import load_checkpoint
@@ -62,14 +62,19 @@ class MocodecCLI(LightningCLI):
         return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate")}
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # Written after each validation (never at a train-epoch end, which Lightning replays on resume).
+        parser.add_lightning_class_args(LastStepCheckpoint, "checkpoint")
+        # Written after each validation and at the last step (never at a train-epoch end, which Lightning
+        # replays on resume).
         # No monitor by default: with one, Lightning refreshes last.ckpt only when the monitored
         # value improves, so `--ckpt_path last` would resume from the best, not the latest, state.
-        parser.set_defaults({
-            "checkpoint.save_last": True, "checkpoint.monitor": None, "checkpoint.save_top_k": 1,
-            "checkpoint.save_on_train_epoch_end": False,
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.monitor": None,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_on_train_epoch_end": False,
+            }
+        )
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(checkpoint_dir(root)))
 
     def _parse_ckpt_path(self) -> None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import functools
 import math
 import types
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -50,7 +51,6 @@ from mocodec.training.checkpoints import (
     rng_state,
     set_rng_state,
 )
-
 
 # --------------------------------------------------------------------------- codec helpers
 
@@ -216,7 +216,15 @@ class CodecModule(pl.LightningModule):
         optimizer, aux_optimizer = self.optimizers()
         x = batch["image"].contiguous(memory_format=self.memory_format)
         n = x.shape[0]
-        self.log("train/unreadable_images", float(batch["unreadable"]), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1, sync_dist=True)
+        self.log(
+            "train/unreadable_images",
+            float(batch["unreadable"]),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=1,
+            sync_dist=True,
+        )
         out = self.codec(x) if n else None  # under bf16-mixed: transforms in bf16, entropy models in fp32
         with torch.autocast(x.device.type, enabled=False):  # the losses in fp32, whatever the precision
             terms = self.loss(float32(out), x) if n else None

@@ -21,9 +21,24 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_CPU = str(REPO / "configs" / "train" / "tiny_cpu.yaml")
 # tiny_cpu.yaml with a tiny codec, 11 crops per epoch (3 steps at batch 4) and one validation batch.
 SMALL = [
-    "--model.codec_kwargs", "{N: 8, M: 12}", "--data.crop_size", "64", "--data.val_crop_size", "64",
-    "--data.batch_size", "4", "--data.val_batch_size", "2", "--data.embedded_repeats", "1",
-    "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+    "--model.codec_kwargs",
+    "{N: 8, M: 12}",
+    "--data.crop_size",
+    "64",
+    "--data.val_crop_size",
+    "64",
+    "--data.batch_size",
+    "4",
+    "--data.val_batch_size",
+    "2",
+    "--data.embedded_repeats",
+    "1",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
@@ -46,14 +61,27 @@ def test_run_folder_holds_checkpoints_config_and_logs(run_dir):
     wandb_id = ckpt["mocodec_run"]["wandb_id"]
     assert [p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")] == [wandb_id]
     header = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "train/bpp", "train/mse", "train/share_mse", "train/aux_loss", "val/bpp", "val/psnr", "val/ms_ssim"} <= set(header)
+    assert {"train/loss", "train/bpp", "train/mse", "train/share_mse", "train/aux_loss", "val/bpp", "val/psnr", "val/ms_ssim"} <= set(
+        header
+    )
     assert "lmbda: 0.013" in (run_dir / "config.yaml").read_text()
 
 
 def test_resume_last_continues_the_step_count_and_the_wandb_run(run_dir, cli):
     first_id = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["mocodec_run"]["wandb_id"]
-    done = cli("train", "fit", "--config", TINY_CPU, *SMALL, "--trainer.max_epochs", "2",
-               "--trainer.default_root_dir", str(run_dir), "--ckpt_path", "last")
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        *SMALL,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--ckpt_path",
+        "last",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 6 and ckpt["mocodec_run"]["wandb_id"] == first_id
@@ -86,13 +114,29 @@ def test_export_compress_decompress_round_trip(run_dir, photo, tmp_path, cli):
 
 def test_a_bf16_mixed_run_exports_and_codes_like_an_fp32_one(photo, tmp_path, cli):
     run = tmp_path / "bf16"
-    done = cli("train", "fit", "--config", TINY_CPU, *SMALL, "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed",
-               "--trainer.logger", "false", "--trainer.default_root_dir", str(run))
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        *SMALL,
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(run),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     ckpt = run / "checkpoints" / "last.ckpt"
     state = load_checkpoint(ckpt)
     assert state["global_step"] == 3
-    assert {v.dtype for v in state["state_dict"].values() if v.is_floating_point()} <= {torch.float32, torch.float64}  # float64: the loss's running means
+    assert {v.dtype for v in state["state_dict"].values() if v.is_floating_point()} <= {
+        torch.float32,
+        torch.float64,
+    }  # float64: the loss's running means
     exported, bits, out = tmp_path / "codec.pth", tmp_path / "coffee.moc", tmp_path / "decoded.png"
     assert cli("export", str(ckpt), str(exported)).returncode == 0
     assert cli("compress", str(photo), str(bits), "--checkpoint", str(exported)).returncode == 0
@@ -108,7 +152,18 @@ def test_a_bf16_mixed_run_exports_and_codes_like_an_fp32_one(photo, tmp_path, cl
 
 
 def test_unknown_distortion(cli, tmp_path):
-    done = cli("train", "fit", "--config", TINY_CPU, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), "--model.distortions", "{msse: 1.0}")
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--model.distortions",
+        "{msse: 1.0}",
+    )
     assert done.returncode == 2
     assert last_line(done.stderr) == f"mocodec: error: unknown distortion 'msse'; known distortions: {', '.join(list_distortions())}"
 
@@ -129,9 +184,23 @@ def test_negative_weight_or_lambda(cli, tmp_path, override, message):
 def test_empty_dataset_folder(cli, tmp_path):
     empty = tmp_path / "images"
     empty.mkdir()
-    done = cli("train", "fit", "--config", TINY_CPU, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run"), "--data.train", str(empty))
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--data.train",
+        str(empty),
+    )
     assert done.returncode == 2
-    assert last_line(done.stderr) == f"mocodec: error: dataset folder {empty} holds no images (.png/.jpg/.webp/...); give a folder of training images"
+    assert (
+        last_line(done.stderr)
+        == f"mocodec: error: dataset folder {empty} holds no images (.png/.jpg/.webp/...); give a folder of training images"
+    )
 
 
 def test_typo_in_a_config_key(cli, tmp_path):
@@ -144,8 +213,21 @@ def test_typo_in_a_config_key(cli, tmp_path):
 def test_resuming_a_checkpoint_of_another_architecture(run_dir, cli, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir / "checkpoints", copy / "checkpoints")
-    done = cli("train", "fit", "--config", TINY_CPU, *SMALL, "--model.codec_kwargs", "{N: 8, M: 16}", "--trainer.logger", "false",
-               "--trainer.default_root_dir", str(copy), "--ckpt_path", "last")
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        *SMALL,
+        "--model.codec_kwargs",
+        "{N: 8, M: 16}",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(copy),
+        "--ckpt_path",
+        "last",
+    )
     assert done.returncode == 2 and last_line(done.stderr) == (
         "mocodec: error: the checkpoint holds a bmshj2018-hyperprior quality 3 (M=12, N=8) codec but this run builds "
         "bmshj2018-hyperprior quality 3 (M=16, N=8); resume with the configuration it was trained with"
@@ -156,7 +238,10 @@ def test_coding_with_a_checkpoint_of_another_architecture(run_dir, photo, cli, t
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     done = cli("compress", str(photo), str(tmp_path / "x.moc"), "--codec", "mbt2018", "--checkpoint", str(ckpt))
     assert done.returncode == 2
-    assert last_line(done.stderr) == f"mocodec: error: checkpoint {ckpt} holds a bmshj2018-hyperprior codec, not mbt2018; pass --codec bmshj2018-hyperprior"
+    assert (
+        last_line(done.stderr)
+        == f"mocodec: error: checkpoint {ckpt} holds a bmshj2018-hyperprior codec, not mbt2018; pass --codec bmshj2018-hyperprior"
+    )
 
 
 def test_export_of_a_file_that_is_not_a_training_checkpoint(cli, tmp_path):
@@ -166,7 +251,18 @@ def test_export_of_a_file_that_is_not_a_training_checkpoint(cli, tmp_path):
     assert done.returncode == 2 and last_line(done.stderr) == (
         f"mocodec: error: {plain} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
     )
-    done = cli("train", "fit", "--config", TINY_CPU, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", str(plain))
+    done = cli(
+        "train",
+        "fit",
+        "--config",
+        TINY_CPU,
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--ckpt_path",
+        str(plain),
+    )
     assert done.returncode == 2 and last_line(done.stderr) == (
         f"mocodec: error: {plain} is not a mocodec training checkpoint; to start from its weights, pass --model.init_weights PATH instead of --ckpt_path"
     )

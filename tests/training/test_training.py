@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from mocodec.codecs import CODECS, load_codec
 from mocodec.errors import ConfigError
 from mocodec.losses import DISTORTIONS
-from mocodec.training import CodecModule, TRAINING_STATE_KEY, coding_ready_state, run_cli, split_parameters
+from mocodec.training import TRAINING_STATE_KEY, CodecModule, coding_ready_state, run_cli, split_parameters
 from mocodec.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +25,20 @@ CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 VARIANTS = [c for c in CONFIGS if "config" in yaml.safe_load(c.read_text())]  # configs that start from another one
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 SMALL_DATA = [
-    "--data.train", "null", "--data.val", "null", "--data.crop_size", "64", "--data.val_crop_size", "64",
-    "--data.batch_size", "2", "--data.val_batch_size", "2", "--data.num_workers", "0",
+    "--data.train",
+    "null",
+    "--data.val",
+    "null",
+    "--data.crop_size",
+    "64",
+    "--data.val_crop_size",
+    "64",
+    "--data.batch_size",
+    "2",
+    "--data.val_batch_size",
+    "2",
+    "--data.num_workers",
+    "0",
 ]
 
 
@@ -46,16 +58,26 @@ def tiny_overrides(config: Path) -> list[str]:
         spec = dict(spec) if isinstance(spec, dict) else {"weight": spec}
         distortions[name] = {**spec, **DISTORTIONS.meta(name).get("test_kwargs", {})}
     return [
-        "--model.codec_kwargs", json.dumps(CODECS.meta(model["codec"])["test_kwargs"]),
-        "--model.init_weights", "null",
-        "--model.distortions", json.dumps(distortions),
+        "--model.codec_kwargs",
+        json.dumps(CODECS.meta(model["codec"])["test_kwargs"]),
+        "--model.init_weights",
+        "null",
+        "--model.distortions",
+        json.dumps(distortions),
     ]
 
 
 def test_every_config_is_shipped():
     assert [c.stem for c in CONFIGS] == [
-        "ddp_example", "fast_cpu", "hyperprior_lpips", "hyperprior_mlclipsim", "hyperprior_mse", "hyperprior_msssim", "mbt2018_mean_small",
-        "mbt2018_mean_small_finetune", "mlicpp_mlclipsim",
+        "ddp_example",
+        "fast_cpu",
+        "hyperprior_lpips",
+        "hyperprior_mlclipsim",
+        "hyperprior_mse",
+        "hyperprior_msssim",
+        "mbt2018_mean_small",
+        "mbt2018_mean_small_finetune",
+        "mlicpp_mlclipsim",
         "tiny_cpu",
     ]
 
@@ -82,12 +104,27 @@ def test_a_variant_is_its_base_then_its_keys(config):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_fast_dev_run_of_every_config(config, tmp_path):
-    cli = run_cli([
-        "fit", "--config", str(config), *tiny_overrides(config), *SMALL_DATA, *QUIET,
-        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path),
-        # One process here (the DDP example runs in 2 processes in tests/distributed); its precision stays as configured.
-        "--trainer.devices", "1", "--trainer.strategy", "auto",
-    ])
+    cli = run_cli(
+        [
+            "fit",
+            "--config",
+            str(config),
+            *tiny_overrides(config),
+            *SMALL_DATA,
+            *QUIET,
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            # One process here (the DDP example runs in 2 processes in tests/distributed); its precision stays as configured.
+            "--trainer.devices",
+            "1",
+            "--trainer.strategy",
+            "auto",
+        ]
+    )
     module, metrics = cli.model, cli.trainer.callback_metrics
     assert cli.trainer.global_step == 1 and math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/bpp"])
     expected_terms = {name.replace("-", "_") for name in resolved("--config", str(config))["model"]["distortions"]}
@@ -127,7 +164,9 @@ data:
 
 
 def train(config: Path, run_dir: Path, epochs: int, *extra: str):
-    return run_cli(["fit", "--config", str(config), *QUIET, "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", str(epochs), *extra])
+    return run_cli(
+        ["fit", "--config", str(config), *QUIET, "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", str(epochs), *extra]
+    )
 
 
 def training_state(ckpt: dict) -> dict[str, torch.Tensor]:
@@ -151,6 +190,20 @@ def test_resume_continues_exactly(tmp_path):
     for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
         assert all(torch.equal(opt_a["state"][i]["exp_avg_sq"], opt_b["state"][i]["exp_avg_sq"]) for i in opt_a["state"])
     assert a["lr_schedulers"] == b["lr_schedulers"] and b["lr_schedulers"][0]["last_epoch"] == 2
+
+
+def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    # validation (and a checkpoint) every 2 steps, across epochs; fitting stops at step 5
+    run_cli(
+        ["fit", "--config", str(config), *QUIET, "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "-1"]
+        + ["--trainer.max_steps", "5", "--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null"]
+    )
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 5
+    # saved under Lightning's ModelCheckpoint key, so checkpoints of either resume with their state (last.ckpt in place)
+    assert [key.split("{")[0] for key in ckpt["callbacks"]] == ["ModelCheckpoint"]
 
 
 def test_checkpoints_code_without_a_further_step_and_keep_training_values(tmp_path):
@@ -188,8 +241,13 @@ def fit_on(*images: torch.Tensor, **kwargs) -> tuple[CodecModule, pl.Trainer]:
     module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12}, lmbda=0.01, distortions={"mse": 1.0}, **kwargs)
     loader = DataLoader(Batches(*images), batch_size=None)
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=loader)
     return module, trainer
@@ -246,6 +304,7 @@ def test_bf16_mixed_computes_the_transforms_in_bf16_and_the_rest_in_fp32():
     def record(name, pick):
         def hook(module, args, output):
             seen.setdefault(name, []).append((module.training, torch.is_autocast_enabled("cpu"), pick(output).dtype))
+
         return hook
 
     pl.seed_everything(5)
@@ -257,16 +316,26 @@ def test_bf16_mixed_computes_the_transforms_in_bf16_and_the_rest_in_fp32():
     torch.manual_seed(0)
     images = [torch.rand(2, 3, 64, 64) for _ in range(2)]
     trainer = pl.Trainer(
-        accelerator="cpu", precision="bf16-mixed", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        precision="bf16-mixed",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     trainer.fit(module, DataLoader(Batches(*images), batch_size=None), DataLoader(Batches(images[0]), batch_size=None))
     assert trainer.global_step == 2 and math.isfinite(trainer.callback_metrics["val/psnr"])
     training = {name: {call[1:] for call in calls if call[0]} for name, calls in seen.items()}
     validation = {name: {call[1:] for call in calls if not call[0]} for name, calls in seen.items()}
     # Training steps run under autocast: the transforms in bf16; likelihoods and loss in fp32 inside that region.
-    assert training == {"synthesis": {(True, torch.bfloat16)}, "z likelihoods": {(True, torch.float32)},
-                        "y likelihoods": {(True, torch.float32)}, "loss": {(False, torch.float32)}}
+    assert training == {
+        "synthesis": {(True, torch.bfloat16)},
+        "z likelihoods": {(True, torch.float32)},
+        "y likelihoods": {(True, torch.float32)},
+        "loss": {(False, torch.float32)},
+    }
     # Validation runs wholly in fp32, as the coding path does.
     assert validation == {name: {(False, torch.float32)} for name in seen}
     # Parameters, gradients' targets and both optimisers' states stay fp32 (bf16-true would make them bf16).
@@ -278,11 +347,16 @@ def test_bf16_mixed_computes_the_transforms_in_bf16_and_the_rest_in_fp32():
 @pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
 def test_half_precision_parameters_are_refused(precision):
     module = CodecModule("bmshj2018-hyperprior", 1, {"N": 8, "M": 12})
-    trainer = pl.Trainer(accelerator="cpu", precision=precision, max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    with pytest.raises(ConfigError, match=(
-        rf"^trainer.precision {precision} would keep the parameters and the optimiser state in 16 bits, where small updates are lost; "
-        r"use bf16-mixed \(transforms in bfloat16, parameters and Adam state in float32\)$"
-    )):
+    trainer = pl.Trainer(
+        accelerator="cpu", precision=precision, max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    with pytest.raises(
+        ConfigError,
+        match=(
+            rf"^trainer.precision {precision} would keep the parameters and the optimiser state in 16 bits, where small updates are lost; "
+            r"use bf16-mixed \(transforms in bfloat16, parameters and Adam state in float32\)$"
+        ),
+    ):
         trainer.fit(module, DataLoader(Batches(torch.rand(1, 3, 64, 64)), batch_size=None))
 
 
