@@ -3,7 +3,7 @@
 ``mocodec compress --codec mbt2018-mean-small --quality Q --pretrained`` loads the weights in
 ``mocodec/codecs/weights/`` (installed with the package, never downloaded). ``manifest.json``
 there lists, per codec and quality, the file, its SHA-256, and how it was trained (λ,
-steps, wall time, the recipe); a file whose digest differs is refused with one line, before
+distortions, steps, starting weights; docs/shipped_codec.md has the recipe and wall time); a file whose digest differs is refused with one line, before
 any of its bytes reach ``torch.load``.
 """
 
@@ -50,12 +50,22 @@ def shipped_weights(name: str, quality: int, folder: Path | None = None) -> Path
         raise ConfigError(f"mocodec ships no weights for {name} quality {quality}; qualities with weights: {known}")
     path = folder / entry["file"]
     if not path.is_file():
-        raise WeightsError(f"the weights shipped for {name} quality {quality} ({path}) are missing; "
-                           "reinstall mocodec (pip install --force-reinstall mocodec)")
+        raise WeightsError(
+            f"the weights shipped for {name} quality {quality} ({path}) are missing; "
+            "reinstall mocodec (pip install --force-reinstall mocodec)"
+        )
     if sha256(path) != entry["sha256"]:
-        raise WeightsError(f"the weights shipped for {name} quality {quality} ({path}) are damaged (SHA-256 mismatch); "
-                           "reinstall mocodec (pip install --force-reinstall mocodec)")
+        raise WeightsError(
+            f"the weights shipped for {name} quality {quality} ({path}) are damaged (SHA-256 mismatch); "
+            "reinstall mocodec (pip install --force-reinstall mocodec)"
+        )
     return path
+
+
+def is_shipped(name: str, quality: int, weights_id: bytes, folder: Path | None = None) -> bool:
+    """Whether ``weights_id`` (a bitstream header's first 8 bytes of the weights' SHA-256) names the shipped weights."""
+    entry = manifest(folder).get(name, {}).get(str(quality))
+    return entry is not None and bytes.fromhex(entry["sha256"])[: len(weights_id)] == weights_id
 
 
 def record(name: str, quality: int, path: Path, facts: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
@@ -69,4 +79,4 @@ def record(name: str, quality: int, path: Path, facts: dict[str, Any], folder: P
     return entry
 
 
-__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights", "record"]
+__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights", "is_shipped", "record"]
