@@ -4,7 +4,7 @@ Three kinds of reference:
 
 * golden digests of files and decoded images, recorded with the straightforward coders (MLIC++'s
   window attention around every position and CompressAI's full CDF tables; CompressAI's own serial
-  loop for mbt2018) on the project's machine (x86-64 with AVX-512, torch 2.14.1, CompressAI 1.2.8),
+  loop for mbt2018) on the project's machine (Intel x86-64 with AVX-512, torch 2.14.1, CompressAI 1.2.8),
   at one thread: the float rounding of a convolution can depend on the CPU and on the thread count
   (the 1x1 ones pick their algorithm by it), so on another machine a digest can differ without a
   bug here, while the live references below still hold;
@@ -22,6 +22,7 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,14 @@ def eight_bit(x_hat: torch.Tensor) -> bytes:
     return x_hat.clamp(0, 1).mul(255).round().to(torch.uint8).numpy().tobytes()
 
 
+def on_recording_cpu() -> bool:
+    """Whether this CPU is of the kind the golden digests were recorded on (Intel, AVX-512): the decoded images of
+    a convolution's float rounding match there (seen to differ in a few pixels of full MLIC++ on an AMD EPYC)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    return "GenuineIntel" in text and "avx512f" in text
+
+
 @pytest.fixture
 def one_thread():
     """Golden digests were recorded at one thread (see the module docstring)."""
@@ -102,13 +111,18 @@ def one_thread():
 
 
 @pytest.mark.parametrize("name,kwargs,size,file_digest,image_digest", GOLDEN)
-def test_files_and_decoded_images_are_those_of_the_straightforward_coders(name, kwargs, size, file_digest, image_digest, astronaut, one_thread):
+def test_files_and_decoded_images_are_those_of_the_straightforward_coders(
+    name, kwargs, size, file_digest, image_digest, astronaut, one_thread
+):
     codec = informative(name, **kwargs)
     with torch.no_grad():
         coded = codec.compress(crop(astronaut, size))
         decoded = codec.decompress(coded["strings"], coded["shape"])["x_hat"]
     (y_string,), (z_string,) = coded["strings"]
-    assert (digest(y_string + z_string), digest(eight_bit(decoded))) == (file_digest, image_digest)
+    assert digest(y_string + z_string) == file_digest
+    if not on_recording_cpu():
+        pytest.skip("decoded-image digests were recorded on an Intel AVX-512 CPU; convolutions on this one may round differently")
+    assert digest(eight_bit(decoded)) == image_digest
 
 
 # --- live references --------------------------------------------------------------------------
@@ -175,11 +189,15 @@ def gaussian_conditional() -> GaussianConditional:
 
 def test_rans_table_indexes_are_build_indexes(gaussian_conditional):
     table = gaussian_conditional.scale_table
-    scales = torch.cat([
-        table, torch.nextafter(table, torch.tensor(0.0)), torch.nextafter(table, torch.tensor(1e9)),  # at and beside every threshold
-        torch.exp(torch.empty(1000).uniform_(-5, 7, generator=torch.Generator().manual_seed(0))),
-        torch.tensor([0.0, -1.0, 0.05, 1e6, float("inf"), float("nan")]),
-    ]).view(2, -1)
+    scales = torch.cat(
+        [
+            table,
+            torch.nextafter(table, torch.tensor(0.0)),
+            torch.nextafter(table, torch.tensor(1e9)),  # at and beside every threshold
+            torch.exp(torch.empty(1000).uniform_(-5, 7, generator=torch.Generator().manual_seed(0))),
+            torch.tensor([0.0, -1.0, 0.05, 1e6, float("inf"), float("nan")]),
+        ]
+    ).view(2, -1)
     assert torch.equal(RansTables(gaussian_conditional).indexes(scales), gaussian_conditional.build_indexes(scales))
 
 
@@ -212,7 +230,9 @@ def test_mlicpp_decoder_reconstructs_the_encoder_s_latent(astronaut):
         hyper = codec.h_s(z_hat)
         encoder = RansEncoderQuantizer(codec.gaussian_conditional)
         encoded, scales, means = codec.code_slices(y, hyper, encoder)
-        decoded, decoded_scales, decoded_means = codec.code_slices(None, hyper, RansDecoderQuantizer(codec.gaussian_conditional, encoder.flush()))
+        decoded, decoded_scales, decoded_means = codec.code_slices(
+            None, hyper, RansDecoderQuantizer(codec.gaussian_conditional, encoder.flush())
+        )
     assert torch.equal(decoded, encoded) and torch.equal(decoded_scales, scales) and torch.equal(decoded_means, means)
     # The latent exercises the coder: many distinct symbols, coded with many CDF rows.
     assert torch.cat(encoder.symbols).unique().numel() > 15 and torch.cat(encoder.indexes).unique().numel() > 15
