@@ -1,4 +1,5 @@
 """Rate-distortion evaluation: ``python eval_rd.py --codec jpeg --qualities 10,50,90 --dataset DIR --out r.json``."""
+
 import sys
 
 from mocodec.commands import main

@@ -1,4 +1,5 @@
 """Train a codec: ``python train.py fit --config configs/train/tiny_cpu.yaml`` (same as ``mocodec train``)."""
+
 import sys
 
 from mocodec.commands import main

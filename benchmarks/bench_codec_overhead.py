@@ -67,8 +67,10 @@ def main() -> None:
     print(f"mocodec encode+decode (container):  {m_ours * 1000:8.1f} ms (median of {args.repeats})")
     print(f"compressai encode+decode:           {m_ref * 1000:8.1f} ms")
     print(f"ratio mocodec / compressai:         {m_ours / m_ref:8.3f}  (target <= 1.05)")
-    print(f"container overhead: {file_bytes - payload} bytes = {8 * (file_bytes - payload) / (512 * 768):.5f} bpp "
-          f"on {file_bytes} bytes ({8 * file_bytes / (512 * 768):.4f} bpp)")
+    print(
+        f"container overhead: {file_bytes - payload} bytes = {8 * (file_bytes - payload) / (512 * 768):.5f} bpp "
+        f"on {file_bytes} bytes ({8 * file_bytes / (512 * 768):.4f} bpp)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,17 +44,6 @@ from torch import Tensor
 # (codec, image height, image width): the sizes the coding-speed goal names.
 CONFIGS = [("mlicpp", 256, 256), ("mbt2018", 256, 256), ("mbt2018", 512, 768)]
 
-# mocodec's MLIC++ key prefix -> the official one ({i}: the slice index); the inverse of mlicpp.OFFICIAL_KEY_MAP.
-TO_OFFICIAL = [
-    ("g_a.", "g_a.analysis_transform."), ("g_s.", "g_s.synthesis_transform."),
-    ("h_a.", "h_a.reduction."), ("h_s.", "h_s.increase."),
-    ("local_context.", "local_context.{i}."), ("channel_context.", "channel_context.{i}.fushion."),
-    ("inter_context.", "global_inter_context.{i}."), ("intra_context.", "global_intra_context.{i}."),
-    ("anchor_parameters.", "entropy_parameters_anchor.{i}.fusion."),
-    ("non_anchor_parameters.", "entropy_parameters_nonanchor.{i}.fusion."),
-    ("anchor_lrp.", "lrp_anchor.{i}.lrp_transform."), ("non_anchor_lrp.", "lrp_nonanchor.{i}.lrp_transform."),
-]
-
 
 @dataclass
 class Coder:
@@ -93,24 +82,11 @@ def compressai_mbt2018(codec: torch.nn.Module) -> Coder:
     return Coder(encode, lambda strings, shape: reference.decompress(strings, shape)["x_hat"])
 
 
-def official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """mocodec's MLIC++ weights under the official implementation's keys."""
-    out = {}
-    for key, value in state_dict.items():
-        index = None
-        if key.startswith("slices."):
-            _, index, key = key.split(".", 2)
-        for ours, theirs in TO_OFFICIAL:
-            if key.startswith(ours):
-                key = theirs.format(i=index) + key[len(ours):]
-                break
-        out[key] = value
-    return out
-
-
 def official_mlicpp(codec: torch.nn.Module, folder: Path) -> Coder:
     """The official MLIC++ (imported from ``folder``) with ``codec``'s weights and CDF tables."""
     import compressai.ops
+
+    from mocodec.codecs.mlicpp import official_state_dict
 
     compressai.ops.ste_round = compressai.ops.quantize_ste  # renamed in CompressAI 1.2
     if not torch.cuda.is_available():
@@ -214,20 +190,28 @@ def main() -> None:
 
     import compressai
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, CompressAI {compressai.__version__}; "
-          f"threads {' and '.join(map(str, args.threads))}; {started:%Y-%m-%d %H:%M %Z}")
-    print(f"seeded random weights, quality 3, CDF tables built; retina photograph crops; interleaved, median of {args.repeats} after a warm-up")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, CompressAI {compressai.__version__}; "
+        f"threads {' and '.join(map(str, args.threads))}; {started:%Y-%m-%d %H:%M %Z}"
+    )
+    print(
+        f"seeded random weights, quality 3, CDF tables built; retina photograph crops; interleaved, median of {args.repeats} after a warm-up"
+    )
     print(f"load average (1/5/15 min) at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
-    print("| codec | image | threads | reference | ref encode (s) | ref decode (s) | encode (s) | decode (s) "
-          "| encode ratio | decode ratio | encode+decode ratio | bytes identical | decoded max abs diff |")
+    print(
+        "| codec | image | threads | reference | ref encode (s) | ref decode (s) | encode (s) | decode (s) "
+        "| encode ratio | decode ratio | encode+decode ratio | bytes identical | decoded max abs diff |"
+    )
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         reference_total = None if r["ref_encode"] is None else r["ref_encode"] + r["ref_decode"]
         diff = f"{r['decoded_max_diff']:.1e}" if "decoded_max_diff" in r else "-"
-        print(f"| {r['codec']} | {r['size']} | {r['threads']} | {r['reference']} | {fmt(r['ref_encode'])} | {fmt(r['ref_decode'])} "
-              f"| {fmt(r['encode'])} | {fmt(r['decode'])} | {ratio(r['encode'], r['ref_encode'])} | {ratio(r['decode'], r['ref_decode'])} "
-              f"| {ratio(r['encode'] + r['decode'], reference_total)} | {r.get('bytes_identical', '-')} | {diff} |")
+        print(
+            f"| {r['codec']} | {r['size']} | {r['threads']} | {r['reference']} | {fmt(r['ref_encode'])} | {fmt(r['ref_decode'])} "
+            f"| {fmt(r['encode'])} | {fmt(r['decode'])} | {ratio(r['encode'], r['ref_encode'])} | {ratio(r['decode'], r['ref_decode'])} "
+            f"| {ratio(r['encode'] + r['decode'], reference_total)} | {r.get('bytes_identical', '-')} | {diff} |"
+        )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ def bench_detection(model: str, weights: str | None, imgsz: int, device: str | N
 
 
 def bench_vlm(model: str, weights: str | None, batch_size: int, device: str | None, repeats: int) -> None:
-    from mocodec.data.pope import embedded_pope_samples
     from mocodec.data.imagenet import cache_dir
+    from mocodec.data.pope import embedded_pope_samples
     from mocodec.tasks import create_task
 
     task = create_task("vlm-qa", model=model, weights=weights, batch_size=batch_size, device=device)
@@ -82,7 +82,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    where = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name()
+        if device.startswith("cuda")
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     print(f"machine: {where}, torch {torch.__version__}; 6 embedded photos (300 x 400 to 500 x 741), 14 POPE-style questions")
     for imgsz in (640, 320):
         bench_detection(args.detector, args.detector_weights, imgsz, device, args.repeats)

@@ -47,8 +47,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     plan = recipe(args.steps)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {len(compared_runs(plan))} runs x {args.steps} steps")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {len(compared_runs(plan))} runs x {args.steps} steps"
+    )
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for jobs in (1, args.jobs):

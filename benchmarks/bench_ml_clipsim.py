@@ -1,4 +1,4 @@
-"""Cost of the ML-CLIPSim loss against the bare encoder it runs, same run (issue 4).
+"""Cost of the ML-CLIPSim loss against the bare encoder it runs, same run.
 
     .venv/bin/python benchmarks/bench_ml_clipsim.py [--batch 8 --size 256 --repeats 5 --threads 2]
 
@@ -72,7 +72,7 @@ def build(case: str, batch: int, size: int, device: str):
 
 def resident_kib(field: str) -> int:
     """A ``/proc/self/status`` memory figure (VmRSS, VmHWM) in KiB."""
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith(field + ":"))
     return int(line.split()[1])
 
 

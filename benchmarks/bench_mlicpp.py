@@ -90,15 +90,19 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"measured {name}", file=sys.stderr, flush=True)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} threads, "
-          f"torch {rows[0]['torch']}; 512x768 retina crop, quality 3, random weights; median of {args.repeats}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} threads, "
+        f"torch {rows[0]['torch']}; 512x768 retina crop, quality 3, random weights; median of {args.repeats}"
+    )
     print(f"load average (1/5/15 min) at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
     print("| codec | parameters | encode (s) | decode (s) | peak RSS after load (MiB) | peak RSS while coding (MiB) | coding adds (MiB) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['codec']} | {r['parameters']:,} | {r['encode_s']:.2f} | {r['decode_s']:.2f} | "
-              f"{r['rss_loaded_mib']:.0f} | {r['rss_peak_mib']:.0f} | {r['rss_peak_mib'] - r['rss_loaded_mib']:.0f} |")
+        print(
+            f"| {r['codec']} | {r['parameters']:,} | {r['encode_s']:.2f} | {r['decode_s']:.2f} | "
+            f"{r['rss_loaded_mib']:.0f} | {r['rss_peak_mib']:.0f} | {r['rss_peak_mib'] - r['rss_loaded_mib']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def main() -> None:
     n_ref, n_img = summary["references"], summary["images"]
     print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {args.threads} threads")
     print(f"voters loaded: {t1 - t0:.1f} s")
-    print(f"build: {n_ref} references, {n_img} distorted images, {summary['pairs']} pairs in {t2 - t1:.1f} s "
-          f"({(t2 - t1) / n_ref:.2f} s per reference, {(t2 - t1) / n_img * 1000:.0f} ms per distorted image incl. 3 voters)")
+    print(
+        f"build: {n_ref} references, {n_img} distorted images, {summary['pairs']} pairs in {t2 - t1:.1f} s "
+        f"({(t2 - t1) / n_ref:.2f} s per reference, {(t2 - t1) / n_img * 1000:.0f} ms per distorted image incl. 3 voters)"
+    )
     print("pairs per tolerance: " + ", ".join(f"{t} dB: {n}" for t, n in summary["pairs_per_tolerance"].items()))
     print(f"voter agreement: {summary['voter_agreement']}; labels: {summary['labels']}")
     print(f"evaluation (3 metrics, {len(dataset)} pairs, {args.resamples} resamples): {t3 - t2:.1f} s")

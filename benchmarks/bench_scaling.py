@@ -34,7 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     curves = plan_curves(["jpeg"], [f"jpeg={args.qualities}"])
     make_task = functools.partial(create_task_from_options, "classification", OPTIONS)
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for devices in (int(d) for d in args.devices.split(",")):
             out = Path(tmp) / f"d{devices}.json"

@@ -38,22 +38,31 @@ def main() -> None:
     mocodec = [sys.executable, "-m", "mocodec"]
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.png"
-        subprocess.run([sys.executable, "-c", f"import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save({str(photo)!r})"],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-c", f"import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save({str(photo)!r})"],
+            check=True,
+        )
         moc = Path(tmp) / "photo.moc"
         rows = [
             ("mocodec --help", mocodec + ["--help"]),
             ("mocodec list", mocodec + ["list"]),
-            ("mocodec compress --codec jpeg (512x512)", mocodec + ["compress", str(photo), str(moc), "--codec", "jpeg", "--quality", "50", "--force"]),
+            (
+                "mocodec compress --codec jpeg (512x512)",
+                mocodec + ["compress", str(photo), str(moc), "--codec", "jpeg", "--quality", "50", "--force"],
+            ),
             ("mocodec decompress (jpeg)", mocodec + ["decompress", str(moc), str(Path(tmp) / "out.png"), "--force"]),
             ("python -c 'import torch'", [sys.executable, "-c", "import torch"]),
             ("python -c 'import compressai'", [sys.executable, "-W", "ignore", "-c", "import compressai"]),
-            ("mocodec compress --codec bmshj2018-hyperprior (random init)",
-             mocodec + ["compress", str(photo), str(moc), "--codec", "bmshj2018-hyperprior", "--quality", "1", "--force"]),
+            (
+                "mocodec compress --codec bmshj2018-hyperprior (random init)",
+                mocodec + ["compress", str(photo), str(moc), "--codec", "bmshj2018-hyperprior", "--quality", "1", "--force"],
+            ),
         ]
         results = [(label, timed(cmd, args.repeats)) for label, cmd in rows]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
-          f"{datetime.date.today()}; median of {args.repeats} fresh processes after one untimed run")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
+        f"{datetime.date.today()}; median of {args.repeats} fresh processes after one untimed run"
+    )
     print()
     print("| command | wall (s) |")
     print("|---|---:|")

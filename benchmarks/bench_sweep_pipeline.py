@@ -52,7 +52,9 @@ def main() -> int:
     args = parser.parse_args()
     for folder in (args.imagenet, args.kodak):
         if not folder.is_dir():
-            print(f"bench_sweep_pipeline: {folder} does not exist; pass --imagenet / --kodak (see ../shared/data/README.md)", file=sys.stderr)
+            print(
+                f"bench_sweep_pipeline: {folder} does not exist; pass --imagenet / --kodak (see ../shared/data/README.md)", file=sys.stderr
+            )
             return 2
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "imagenet"
@@ -62,8 +64,12 @@ def main() -> int:
                 (subset / cls.name / image.name).symlink_to(image.resolve())
         judge = create_task_from_options("classification", {"model": "efficientnet_lite0"})
         workloads = [
-            ("eval-task: Lite0, JPEG x4 + hyperprior x2", judge,
-             plan_curves(["jpeg", "hp=bmshj2018-hyperprior"], ["jpeg=10,30,50,75", "hp=1,3"]), subset),
+            (
+                "eval-task: Lite0, JPEG x4 + hyperprior x2",
+                judge,
+                plan_curves(["jpeg", "hp=bmshj2018-hyperprior"], ["jpeg=10,30,50,75", "hp=1,3"]),
+                subset,
+            ),
             ("eval-rd: Kodak, JPEG x4", FidelityOnly(), plan_curves(["jpeg"], ["jpeg=10,30,50,75"]), args.kodak),
         ]
         lines = ["| workload | workers | wall (s) | images/s | vs workers 0 |", "|---|---:|---:|---:|---:|"]
@@ -82,8 +88,10 @@ def main() -> int:
                 wall = statistics.median(values)
                 lines.append(f"| {label} | {workers} | {wall:.1f} | {pairs / wall:.2f} | x{base / wall:.2f} |")
             lines.append(f"| ({label}: records identical across settings: {same}) | | | | |")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {datetime.date.today()}; median of {args.repeats} interleaved runs after a warm-up")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {datetime.date.today()}; median of {args.repeats} interleaved runs after a warm-up"
+    )
     print()
     print("\n".join(lines))
     return 0

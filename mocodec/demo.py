@@ -49,14 +49,22 @@ def run(out: Path, force: bool) -> None:
     task = evaluate(judge, curves, out / "task.json", fidelity=("psnr-rgb",), force=force, progress=progress_bar).doc
     print_entries(task)
     print_bd_table(task["entries"], "jpeg", "kl", "pchip", False)
-    plot_results(task, out / "task.png", metrics=["agreement", "kl", "top5-overlap"],
-                 title="what a classifier keeps: EfficientNet-Lite0 on decoded tiles")
-    print(f"\nfigures: {out / 'rd.png'}, {out / 'task.png'}; results: {out / 'rd.json'}, {out / 'task.json'} "
-          f"({time.perf_counter() - start:.0f} s)")
+    plot_results(
+        task,
+        out / "task.png",
+        metrics=["agreement", "kl", "top5-overlap"],
+        title="what a classifier keeps: EfficientNet-Lite0 on decoded tiles",
+    )
+    print(
+        f"\nfigures: {out / 'rd.png'}, {out / 'task.png'}; results: {out / 'rd.json'}, {out / 'task.json'} "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mocodec.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mocodec.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="outputs/demo", type=Path)
     parser.add_argument("--force", action="store_true", help="code everything again instead of resuming the results in --out")
     args = parser.parse_args(argv)

@@ -7,7 +7,8 @@ functions decorated with ``@REGISTRY.register``; names are stored with hyphens
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from mocodec.errors import UnknownNameError
 

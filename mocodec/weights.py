@@ -50,8 +50,7 @@ def fetch_url(url: str, *, what: str, alternative: str = "--checkpoint PATH") ->
     except Exception as exc:  # network errors come in many types; all mean the same here
         target.unlink(missing_ok=True)
         raise WeightsError(
-            f"cannot download {what} from {url} ({type(exc).__name__}); "
-            f"place that file at {target}, or pass {alternative}"
+            f"cannot download {what} from {url} ({type(exc).__name__}); place that file at {target}, or pass {alternative}"
         ) from None
     return target
 
@@ -148,4 +147,6 @@ def hf_hub_file(repo: str, filenames: tuple[str, ...], *, what: str, alternative
                 return Path(hf_hub_download(repo, filename, local_files_only=local_only))
             except Exception as exc:  # not cached / not published / network: try the next source
                 failure = offline or type(exc).__name__
-    raise WeightsError(f"cannot download {what} ({failure}); download {' or '.join(filenames)} from {url} and pass the file as {alternative}")
+    raise WeightsError(
+        f"cannot download {what} ({failure}); download {' or '.join(filenames)} from {url} and pass the file as {alternative}"
+    )

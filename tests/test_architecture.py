@@ -29,8 +29,21 @@ PACKAGE = "mocodec"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Seconds to import each (CompressAI: torch_geometric for its point clouds): only the code that builds such a model imports them.
 HEAVY = {
-    "compressai", "torch_geometric", "open_clip", "lpips", "transformers", "ultralytics", "timm", "torchvision",
-    "skimage", "matplotlib", "pycocotools", "scipy", "pytorch_lightning", "lightning", "wandb",
+    "compressai",
+    "torch_geometric",
+    "open_clip",
+    "lpips",
+    "transformers",
+    "ultralytics",
+    "timm",
+    "torchvision",
+    "skimage",
+    "matplotlib",
+    "pycocotools",
+    "scipy",
+    "pytorch_lightning",
+    "lightning",
+    "wandb",
 }
 
 
@@ -80,7 +93,11 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
     # Importing ``pkg.sub`` runs ``pkg/__init__`` first: an edge to every enclosing package the importer is not in.
     for module in list(found):
         parts = module.split(".")
-        found.update(".".join(parts[:i]) for i in range(1, len(parts)) if not (name == ".".join(parts[:i]) or name.startswith(".".join(parts[:i]) + ".")))
+        found.update(
+            ".".join(parts[:i])
+            for i in range(1, len(parts))
+            if not (name == ".".join(parts[:i]) or name.startswith(".".join(parts[:i]) + "."))
+        )
     return {m for m in found if m in modules and m != name}
 
 
@@ -185,14 +202,21 @@ def test_no_import_cycles():
 def imported_packages(*args: str, cwd: Path) -> set[str]:
     """The top-level packages ``python -m mocodec ARGS`` imports (from ``-X importtime``); the command must succeed."""
     run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", PACKAGE, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=120
+        [sys.executable, "-X", "importtime", "-m", PACKAGE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [line.split("|") for line in run.stderr.splitlines() if line.startswith("import time:") and line.count("|") == 2]
     return {name.strip().split(".")[0] for _, _, name in lines[1:]}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["compress", "photo.png", "photo.moc", "--codec", "jpeg"], ["decompress", "ready.moc", "decoded.png"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["list"], ["compress", "photo.png", "photo.moc", "--codec", "jpeg"], ["decompress", "ready.moc", "decoded.png"]]
+)
 def test_fast_commands_import_no_heavy_library(args, tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "photo.png")
     if args[0] == "decompress":

@@ -21,9 +21,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mocodec.codecs import codec_state, create_codec
 from mocodec.commands import COMMANDS, main
 from mocodec.errors import ConfigError
-from mocodec.codecs import codec_state, create_codec
 
 
 @pytest.fixture
@@ -51,14 +51,28 @@ def test_help_lists_every_command(cli):
     assert res.returncode == 0, res.stderr
     listed = {line.split()[0] for line in res.stdout.splitlines() if line.startswith("    ") and not line.startswith("      ")}
     assert listed == {module.NAME for module in COMMANDS}
-    assert listed >= {"compress", "decompress", "eval-rd", "eval-task", "score", "export", "train", "pcmp", "iqa", "bd", "merge",
-                      "experiment", "list"}
+    assert listed >= {
+        "compress",
+        "decompress",
+        "eval-rd",
+        "eval-task",
+        "score",
+        "export",
+        "train",
+        "pcmp",
+        "iqa",
+        "bd",
+        "merge",
+        "experiment",
+        "list",
+    }
 
 
 def test_entry_points_and_a_help_that_imports_nothing_heavy():
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"] == {"mocodec": "mocodec.commands:main"}
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "mocodec", "--help"], capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mocodec", "--help"], capture_output=True, text=True, env=os.environ.copy(), timeout=60
+    )
     assert res.returncode == 0 and res.stdout.startswith("usage: mocodec "), res.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "mocodec.commands" in imported and not imported & HEAVY, sorted(imported & HEAVY)
@@ -133,11 +147,23 @@ def test_refuses_to_overwrite(tmp_path, photo, capsys):
     "args,expected",
     [
         (["compress", "{tmp}/none.png", "{tmp}/o.moc"], "mocodec: error: input image {tmp}/none.png does not exist; check the path"),
-        (["compress", "{tmp}/text.png", "{tmp}/o.moc"], "mocodec: error: {tmp}/text.png is not an image Pillow can read; give a PNG/JPEG/WebP/... file"),
-        (["compress", "{photo}", "{tmp}/o.moc", "--codec", "jpg"], "mocodec: error: unknown codec 'jpg'; known codecs: avif, bmshj2018-factorized, ..."),
-        (["compress", "{photo}", "{tmp}/o.moc", "--quality", "9"], "mocodec: error: quality 9 is out of range for bmshj2018-hyperprior: use 1-8"),
+        (
+            ["compress", "{tmp}/text.png", "{tmp}/o.moc"],
+            "mocodec: error: {tmp}/text.png is not an image Pillow can read; give a PNG/JPEG/WebP/... file",
+        ),
+        (
+            ["compress", "{photo}", "{tmp}/o.moc", "--codec", "jpg"],
+            "mocodec: error: unknown codec 'jpg'; known codecs: avif, bmshj2018-factorized, ...",
+        ),
+        (
+            ["compress", "{photo}", "{tmp}/o.moc", "--quality", "9"],
+            "mocodec: error: quality 9 is out of range for bmshj2018-hyperprior: use 1-8",
+        ),
         (["decompress", "{tmp}/none.moc", "{tmp}/o.png"], "mocodec: error: bitstream file {tmp}/none.moc does not exist; check the path"),
-        (["decompress", "{photo}", "{tmp}/o.png"], "mocodec: error: not a mocodec bitstream (bad magic bytes); give a file written by `mocodec compress`"),
+        (
+            ["decompress", "{photo}", "{tmp}/o.png"],
+            "mocodec: error: not a mocodec bitstream (bad magic bytes); give a file written by `mocodec compress`",
+        ),
     ],
 )
 def test_bad_input_one_line_errors(tmp_path, photo, capsys, args, expected):
@@ -177,7 +203,9 @@ def test_file_encoded_with_a_checkpoint_needs_it(tmp_path, photo, capsys):
 def test_checkpoint_of_another_architecture(tmp_path, photo, capsys):
     ckpt = tmp_path / "hp.pth"
     torch.save(create_codec("bmshj2018-hyperprior", quality=1, N=8, M=12).state_dict(), ckpt)
-    code, _, err = run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--codec", "bmshj2018-factorized", "--checkpoint", str(ckpt))
+    code, _, err = run(
+        capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--codec", "bmshj2018-factorized", "--checkpoint", str(ckpt)
+    )
     assert code == 2 and err.startswith(f"mocodec: error: checkpoint {ckpt} does not match bmshj2018-factorized quality 3 (")
     assert err.endswith("pass the --codec/--quality it was trained as")
 
@@ -185,7 +213,9 @@ def test_checkpoint_of_another_architecture(tmp_path, photo, capsys):
 def test_missing_pretrained_weights_offline(tmp_path, photo, capsys):
     code, _, err = run(capsys, "compress", str(photo), str(tmp_path / "a.moc"), "--pretrained", "--quality", "4")
     assert code == 2
-    assert err.startswith("mocodec: error: cannot download pretrained bmshj2018-hyperprior quality 4 (mse) from https://compressai.s3.amazonaws.com/models/v1/bmshj2018-hyperprior-4-")
+    assert err.startswith(
+        "mocodec: error: cannot download pretrained bmshj2018-hyperprior quality 4 (mse) from https://compressai.s3.amazonaws.com/models/v1/bmshj2018-hyperprior-4-"
+    )
     assert err.endswith(", or pass --checkpoint PATH")
 
 
@@ -195,7 +225,19 @@ def test_eval_rd_console_script(tmp_path, astronaut, cli):
     Image.fromarray(astronaut[:64, :96]).save(data / "a.png")
     Image.fromarray(astronaut[200:264, 200:300]).save(data / "b.png")
     (data / "broken.png").write_bytes(b"\x89PNG broken")
-    res = cli("eval-rd", "--codec", "jpeg", "--qualities", "20,80", "--dataset", str(data), "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "rd.png"))
+    res = cli(
+        "eval-rd",
+        "--codec",
+        "jpeg",
+        "--qualities",
+        "20,80",
+        "--dataset",
+        str(data),
+        "--out",
+        str(tmp_path / "r.json"),
+        "--plot",
+        str(tmp_path / "rd.png"),
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     assert (doc["mocodec"], doc["task"], doc["fidelity"]) == ("results", {"name": "fidelity"}, ["psnr-rgb", "ms-ssim", "bpp-estimated"])
@@ -229,9 +271,13 @@ def test_eval_rd_of_a_checkpoint_is_one_point(tmp_path, astronaut, capsys):
     entry = json.loads((tmp_path / "r.json").read_text())["entries"][0]
     assert (entry["name"], entry["results"]["point"], entry["results"]["quality"]) == ("trained", ["trained"], [2])
     assert entry["results"]["bpp-estimated"][0] > 0
-    code, _, err = run(capsys, "eval-rd", "--checkpoint", str(ckpt), "--qualities", "1-8", "--dataset", str(data), "--out", str(tmp_path / "s.json"))
-    assert code == 2 and err == ("mocodec: error: a checkpoint is one rate point (its quality is recorded in the file): "
-                                 "drop --pretrained/--qualities, or give several checkpoints with a glob")
+    code, _, err = run(
+        capsys, "eval-rd", "--checkpoint", str(ckpt), "--qualities", "1-8", "--dataset", str(data), "--out", str(tmp_path / "s.json")
+    )
+    assert code == 2 and err == (
+        "mocodec: error: a checkpoint is one rate point (its quality is recorded in the file): "
+        "drop --pretrained/--qualities, or give several checkpoints with a glob"
+    )
 
 
 def test_eval_rd_empty_folder(tmp_path, capsys):

@@ -59,7 +59,10 @@ def test_ml_featsim_csv_for_two_folders(cli, folders, tmp_path):
     result = cli("score", "--metric", "ml-featsim", "--layers", "3,7", "--weights", "1,2", str(ref), str(dist), "--out", str(out))
     assert result.returncode == 0, result.stderr
     table = rows(out.read_text())
-    assert [(r["reference"], r["distorted"]) for r in table] == [(str(ref / "a.png"), str(dist / "a.png")), (str(ref / "b.png"), str(dist / "b.jpg"))]
+    assert [(r["reference"], r["distorted"]) for r in table] == [
+        (str(ref / "a.png"), str(dist / "a.png")),
+        (str(ref / "b.png"), str(dist / "b.jpg")),
+    ]
     for r in table:  # the real EfficientNet-Lite0 weights, as the library computes them
         expected = library_score("ml-featsim", r["reference"], r["distorted"], layers=(3, 7), layer_weights=(1, 2))
         assert float(r["ml-featsim"]) == pytest.approx(expected, abs=2e-6)

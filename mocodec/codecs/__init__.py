@@ -52,10 +52,10 @@ def _strip_prefixes(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Accept DataParallel (``module.``) and Lightning (``codec.``) key prefixes."""
     for prefix in ("module.", "codec."):
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     # A Lightning checkpoint also holds the distortion modules' entries: keep the codec's only.
     if any(k.startswith("codec.") for k in state_dict):
-        state_dict = {k[len("codec."):]: v for k, v in state_dict.items() if k.startswith("codec.")}
+        state_dict = {k[len("codec.") :]: v for k, v in state_dict.items() if k.startswith("codec.")}
     return state_dict
 
 
@@ -81,13 +81,17 @@ def _load_weights(codec_name: str, quality: int, path: str | os.PathLike, extra:
         try:
             inferred = infer(state_dict)
         except (KeyError, IndexError):
-            raise WeightsError(f"checkpoint {path} does not match the {codec_name} architecture (missing layers); pass the --codec it was trained as") from None
+            raise WeightsError(
+                f"checkpoint {path} does not match the {codec_name} architecture (missing layers); pass the --codec it was trained as"
+            ) from None
         codec = create_codec(codec_name, quality=quality, **{**kwargs, **inferred})
     try:
         codec.load_state_dict(state_dict)
     except (RuntimeError, KeyError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:200]
-        raise WeightsError(f"checkpoint {path} does not match {codec_name} quality {quality} ({detail}); pass the --codec/--quality it was trained as") from None
+        raise WeightsError(
+            f"checkpoint {path} does not match {codec_name} quality {quality} ({detail}); pass the --codec/--quality it was trained as"
+        ) from None
     codec.set_identity(codec.codec_name, quality, file_digest(path))
     return codec
 

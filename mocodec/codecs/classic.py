@@ -22,7 +22,7 @@ from mocodec.errors import BitstreamError, ConfigError
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:
     """3 x H x W float in [0, 1] -> H x W x 3 uint8 (round to nearest)."""
-    return (x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    return x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class ClassicCodec(CodecIdentity, nn.Module):
@@ -46,7 +46,9 @@ class ClassicCodec(CodecIdentity, nn.Module):
             with Image.open(io.BytesIO(data)) as img:
                 # Compare sizes before load(): a forged payload must not make us allocate its claim.
                 if img.size != (shape[1], shape[0]):
-                    raise BitstreamError(f"{self.codec_name} payload is {img.size[0]}x{img.size[1]}, header says {shape[1]}x{shape[0]}; the file is corrupted")
+                    raise BitstreamError(
+                        f"{self.codec_name} payload is {img.size[0]}x{img.size[1]}, header says {shape[1]}x{shape[0]}; the file is corrupted"
+                    )
                 img.load()
                 rgb = np.array(img.convert("RGB"))
         except BitstreamError:

@@ -95,11 +95,7 @@ class PaddedCompressAIMixin(CodecIdentity):
         return out
 
     def entropy_tables_ready(self) -> bool:
-        return all(
-            m._offset.numel() > 0
-            for m in self.modules()
-            if isinstance(m, (EntropyBottleneck, GaussianConditional))
-        )
+        return all(m._offset.numel() > 0 for m in self.modules() if isinstance(m, (EntropyBottleneck, GaussianConditional)))
 
     def ensure_entropy_tables(self) -> None:
         """Build the CDF tables from the current parameters if they are missing (never stale ones)."""
@@ -247,7 +243,7 @@ ARCHITECTURES: dict[str, type[PaddedCompressAIMixin]] = {
 # mbt2018-mean-small is the mean-scale hyperprior at a size two CPU cores train in hours
 # (1.76 M parameters); its weights, trained by mocodec, ship with the package.
 OWN_SIZES: dict[str, tuple[str, dict[int, tuple[int, int]]]] = {
-    "mbt2018-mean-small": ("mbt2018-mean", {q: (64, 96) for q in range(1, 5)}),
+    "mbt2018-mean-small": ("mbt2018-mean", dict.fromkeys(range(1, 5), (64, 96))),
 }
 
 

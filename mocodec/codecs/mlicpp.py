@@ -175,9 +175,7 @@ class SliceEntropyModel(nn.Module):
         local = self.local_context(anchors)
         return [local, self.intra_context(decoded[-1], anchors)] if decoded else [local]
 
-    def forward(
-        self, y: Tensor | None, hyper_params: Tensor, decoded: list[Tensor], quantize: Quantizer
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, y: Tensor | None, hyper_params: Tensor, decoded: list[Tensor], quantize: Quantizer) -> tuple[Tensor, Tensor, Tensor]:
         """Code this slice: anchors, then non-anchors. Returns ``(ŷ_slice, scales, means)``."""
         hyper_means = hyper_params.chunk(2, dim=1)[1]
         channel = self.channel_contexts(decoded)
@@ -227,36 +225,49 @@ class MLICPlusPlusModel(CompressionModel):
         self.N, self.M, self.num_slices = N, M, num_slices
         self.slice_channels = M // num_slices
         self.g_a = nn.Sequential(
-            ResidualBlockWithStride(3, N), ResidualBlock(N, N),
-            ResidualBlockWithStride(N, N), ResidualBlock(N, N),
-            ResidualBlockWithStride(N, N), ResidualBlock(N, N),
+            ResidualBlockWithStride(3, N),
+            ResidualBlock(N, N),
+            ResidualBlockWithStride(N, N),
+            ResidualBlock(N, N),
+            ResidualBlockWithStride(N, N),
+            ResidualBlock(N, N),
             conv3x3(N, M, stride=2),
         )
         self.g_s = nn.Sequential(
-            ResidualBlock(M, M), ResidualBlockUpsample(M, N),
-            ResidualBlock(N, N), ResidualBlockUpsample(N, N),
-            ResidualBlock(N, N), ResidualBlockUpsample(N, N),
-            ResidualBlock(N, N), subpel_conv3x3(N, 3, 2),
+            ResidualBlock(M, M),
+            ResidualBlockUpsample(M, N),
+            ResidualBlock(N, N),
+            ResidualBlockUpsample(N, N),
+            ResidualBlock(N, N),
+            ResidualBlockUpsample(N, N),
+            ResidualBlock(N, N),
+            subpel_conv3x3(N, 3, 2),
         )
         self.h_a = nn.Sequential(
-            conv3x3(M, N), nn.GELU(),
-            conv3x3(N, N), nn.GELU(),
-            conv3x3(N, N, stride=2), nn.GELU(),
-            conv3x3(N, N), nn.GELU(),
+            conv3x3(M, N),
+            nn.GELU(),
+            conv3x3(N, N),
+            nn.GELU(),
+            conv3x3(N, N, stride=2),
+            nn.GELU(),
+            conv3x3(N, N),
+            nn.GELU(),
             conv3x3(N, N, stride=2),
         )
         self.h_s = nn.Sequential(
-            conv3x3(N, M), nn.GELU(),
-            subpel_conv3x3(M, M, 2), nn.GELU(),
-            conv3x3(M, M * 3 // 2), nn.GELU(),
-            subpel_conv3x3(M * 3 // 2, M * 3 // 2, 2), nn.GELU(),
+            conv3x3(N, M),
+            nn.GELU(),
+            subpel_conv3x3(M, M, 2),
+            nn.GELU(),
+            conv3x3(M, M * 3 // 2),
+            nn.GELU(),
+            subpel_conv3x3(M * 3 // 2, M * 3 // 2, 2),
+            nn.GELU(),
             conv3x3(M * 3 // 2, 2 * M),
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
-        self.slices = nn.ModuleList(
-            SliceEntropyModel(i, self.slice_channels, M, hidden_width) for i in range(num_slices)
-        )
+        self.slices = nn.ModuleList(SliceEntropyModel(i, self.slice_channels, M, hidden_width) for i in range(num_slices))
 
     def code_slices(self, y: Tensor | None, hyper_params: Tensor, quantize: Quantizer) -> tuple[Tensor, Tensor, Tensor]:
         """Every slice in order, each in two passes: ``(ŷ, scales, means)`` of the whole latent."""
@@ -363,6 +374,39 @@ def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tens
                 break
         converted[key] = value
     return converted
+
+
+# mocodec key prefix (inside ``slices.I.`` for the per-slice modules) -> the official one; the inverse of OFFICIAL_KEY_MAP.
+_TO_OFFICIAL: tuple[tuple[str, str], ...] = (
+    ("g_a.", "g_a.analysis_transform."),
+    ("g_s.", "g_s.synthesis_transform."),
+    ("h_a.", "h_a.reduction."),
+    ("h_s.", "h_s.increase."),
+    ("local_context.", "local_context.{i}."),
+    ("channel_context.", "channel_context.{i}.fushion."),
+    ("inter_context.", "global_inter_context.{i}."),
+    ("intra_context.", "global_intra_context.{i}."),
+    ("anchor_parameters.", "entropy_parameters_anchor.{i}.fusion."),
+    ("non_anchor_parameters.", "entropy_parameters_nonanchor.{i}.fusion."),
+    ("anchor_lrp.", "lrp_anchor.{i}.lrp_transform."),
+    ("non_anchor_lrp.", "lrp_nonanchor.{i}.lrp_transform."),
+)
+
+
+def official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """mocodec's MLIC++ weights under the official implementation's keys (what its ``load_state_dict`` takes,
+    but for the window attention's ``relative_position_index`` buffers, which it builds itself)."""
+    out = {}
+    for key, value in state_dict.items():
+        index = None
+        if key.startswith("slices."):
+            _, index, key = key.split(".", 2)
+        for ours, theirs in _TO_OFFICIAL:
+            if key.startswith(ours):
+                key = theirs.format(i=index) + key[len(ours) :]
+                break
+        out[key] = value
+    return out
 
 
 def mlicpp_codec(name: str, quality: int, **kwargs: int) -> MLICPlusPlus:

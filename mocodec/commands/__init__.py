@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from mocodec.commands import (
     bd,

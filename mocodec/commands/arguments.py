@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,19 +16,32 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, fidelity: str) -> None:
     """What every sweep (eval-rd, eval-task) takes: fidelity metrics, chunking, coding workers, ``--devices``/``--shard``."""
-    parser.add_argument("--fidelity", default=fidelity, help="what to measure of each decoded image: psnr-rgb, ms-ssim, "
-                                                              f"bpp-estimated (the likelihood rate of learned codecs), or none (default {fidelity})")
-    parser.add_argument("--codec-device", default="cpu", help="where learned codecs' transforms run, e.g. cuda (entropy coding stays on the CPU)")
+    parser.add_argument(
+        "--fidelity",
+        default=fidelity,
+        help="what to measure of each decoded image: psnr-rgb, ms-ssim, "
+        f"bpp-estimated (the likelihood rate of learned codecs), or none (default {fidelity})",
+    )
+    parser.add_argument(
+        "--codec-device", default="cpu", help="where learned codecs' transforms run, e.g. cuda (entropy coding stays on the CPU)"
+    )
     parser.add_argument("--chunk-size", type=int, default=16, help="images read and judged together")
-    parser.add_argument("--workers", type=int, default=0, help="coding processes (read, encode, decode, measure) feeding the judge; "
-                                                              "0: code in the judge's process")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="coding processes (read, encode, decode, measure) feeding the judge; 0: code in the judge's process",
+    )
     parser.add_argument("--devices", type=int, default=1, help="split the images across this many processes and merge their results")
-    parser.add_argument("--shard", default=None, metavar="I/N",
-                        help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`")
+    parser.add_argument(
+        "--shard", default=None, metavar="I/N", help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`"
+    )
     parser.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
 
 
-def run_sweep(args: argparse.Namespace, make_task: Callable[[], Any], curves: Sequence[Any], dataset_options: dict[str, Any]) -> dict | None:
+def run_sweep(
+    args: argparse.Namespace, make_task: Callable[[], Any], curves: Sequence[Any], dataset_options: dict[str, Any]
+) -> dict | None:
     """Run (or resume) the sweep ``args`` ask for: here, in ``--devices`` processes, or as one ``--shard``; the document.
 
     ``make_task`` builds the judge (in each process of a split run). Returns None on torchrun ranks other than 0.
@@ -39,8 +53,13 @@ def run_sweep(args: argparse.Namespace, make_task: Callable[[], Any], curves: Se
     from mocodec.utils.progress import progress_bar
 
     shard, launched = split_run(args.shard, args.devices)
-    options = dict(fidelity=parse_fidelity(args.fidelity), codec_device=args.codec_device, chunk_size=args.chunk_size,
-                   workers=args.workers, progress=progress_bar)
+    options = {
+        "fidelity": parse_fidelity(args.fidelity),
+        "codec_device": args.codec_device,
+        "chunk_size": args.chunk_size,
+        "workers": args.workers,
+        "progress": progress_bar,
+    }
     if launched:
         return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)
     return evaluate(make_task(), curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard, **options).doc

@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 NAME = "bd"
 HELP = "BD-rate and BD-metric of rate curves against an anchor curve"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", nargs="+", help="mocodec results files (eval-rd, eval-task, any version) and/or CompressAI-schema JSON files (published curves)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="mocodec results files (eval-rd, eval-task, any version) and/or CompressAI-schema JSON files (published curves)",
+    )
     parser.add_argument("--metric", default="agreement", help="metric to compare at equal rate / rate at equal metric (default: agreement)")
     parser.add_argument("--anchor", default=None, help="curve name to compare against (default: the first)")
     parser.add_argument("--method", default="pchip", help="interpolation: pchip (default), akima or cubic")
-    parser.add_argument("--lower-is-better", action="store_true", help="the metric improves downwards (mocodec results files say so themselves)")
-    parser.add_argument("--min-points", type=int, default=None, help="points each curve needs (default 4: fewer makes a curve of straight segments)")
+    parser.add_argument(
+        "--lower-is-better", action="store_true", help="the metric improves downwards (mocodec results files say so themselves)"
+    )
+    parser.add_argument(
+        "--min-points", type=int, default=None, help="points each curve needs (default 4: fewer makes a curve of straight segments)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     from mocodec.evaluation.bd import load_curves
 
     entries, higher = load_curves(args.results, args.metric)
-    print_bd_table(entries, args.anchor, args.metric, args.method, False if args.lower_is_better else (higher if higher is not None else True),
-                   args.min_points)
+    print_bd_table(
+        entries,
+        args.anchor,
+        args.metric,
+        args.method,
+        False if args.lower_is_better else (higher if higher is not None else True),
+        args.min_points,
+    )
 
 
-def print_bd_table(entries: Sequence[dict[str, Any]], anchor: str | None, metric: str, method: str, higher_is_better: bool,
-                   min_points: int | None = None) -> None:
+def print_bd_table(
+    entries: Sequence[dict[str, Any]], anchor: str | None, metric: str, method: str, higher_is_better: bool, min_points: int | None = None
+) -> None:
     """Print every curve's BD-rate and BD-metric against ``anchor`` (default: the first curve); also ``eval-task``'s table."""
     # Imported here, as every command's library: building the parser stays cheap (see mocodec.commands).
     from mocodec.evaluation.bd import MIN_POINTS, bd_table, format_table

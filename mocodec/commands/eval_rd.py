@@ -14,13 +14,18 @@ HELP = "rate-distortion (file bpp, PSNR, MS-SSIM, times) of a codec over qualiti
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--codec", default=None, help="registry name (see `mocodec list`; default bmshj2018-hyperprior, or the checkpoint's own)")
+    parser.add_argument(
+        "--codec", default=None, help="registry name (see `mocodec list`; default bmshj2018-hyperprior, or the checkpoint's own)"
+    )
     parser.add_argument("--checkpoint", default=None, help="trained weights: one rate point (a glob of several files: one point each)")
     parser.add_argument("--pretrained", action="store_true", help="use the published weights (downloaded once, cached)")
     parser.add_argument("--qualities", default=None, help="e.g. 1-8 (the default for learned codecs), or 10,30,50 for jpeg/webp/avif")
     parser.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
-    parser.add_argument("--out", required=True, help="results JSON (the curve in CompressAI's schema, plus per-image records); "
-                                                     "an existing file of the same run is resumed")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="results JSON (the curve in CompressAI's schema, plus per-image records); an existing file of the same run is resumed",
+    )
     parser.add_argument("--plot", default=None, help="RD plot to write (.png/.pdf)")
     parser.add_argument("--compare", nargs="*", default=[], help="other results files (e.g. CompressAI's published curves) to draw beside")
     add_sweep_arguments(parser, fidelity="psnr-rgb,ms-ssim,bpp-estimated")
@@ -29,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def curve_text(args: argparse.Namespace) -> str:
     """The one curve eval-rd codes, in eval-task's ``--codecs`` syntax: a checkpoint is one rate point."""
     if args.checkpoint and (args.pretrained or args.qualities):
-        raise ConfigError("a checkpoint is one rate point (its quality is recorded in the file): drop --pretrained/--qualities, "
-                          "or give several checkpoints with a glob")
+        raise ConfigError(
+            "a checkpoint is one rate point (its quality is recorded in the file): drop --pretrained/--qualities, "
+            "or give several checkpoints with a glob"
+        )
     if args.checkpoint:
         return f"{args.codec}:{args.checkpoint}" if args.codec else f"ckpt:{args.checkpoint}"
     codec = args.codec or "bmshj2018-hyperprior"

@@ -16,20 +16,34 @@ HELP = "rate-task curves: code a dataset at many rates, judge the decoded images
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="classification", help="task registry name (see `mocodec list`)")
-    parser.add_argument("--model", default=None,
-                        help="the task's judge, e.g. efficientnet_lite0 (offline), resnet50 (timm), torchvision:resnet50")
+    parser.add_argument(
+        "--model", default=None, help="the task's judge, e.g. efficientnet_lite0 (offline), resnet50 (timm), torchvision:resnet50"
+    )
     parser.add_argument("--weights", default=None, help="local weights file for --model instead of the published ones")
     parser.add_argument("--random-init", action="store_true", help="judge with a randomly initialised model (smoke tests)")
     parser.add_argument("--device", default=None, help="device of the task's model, e.g. cuda")
     parser.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="another task argument, e.g. batch_size=64")
-    parser.add_argument("--codecs", action="append", default=None, metavar="LIST",
-                        help="comma-separated curves: NAME, NAME@pretrained, ckpt:PATH, or ckpt:GLOB (a series of checkpoints, one curve); "
-                             "LABEL=... names a curve (default: jpeg,webp)")
-    parser.add_argument("--qualities", action="append", default=[], metavar="[KEY=]LIST",
-                        help="rate points, e.g. jpeg=10,30,50 or 1-8; KEY is a curve label, a codec name, 'classic' or 'learned' "
-                             "(defaults: classic 5,10,20,30,50,75,95; learned 1-8; checkpoints: their own)")
-    parser.add_argument("--dataset", default=None,
-                        help="image folder (ImageNet ImageFolder / LOC csv layout, or unlabeled); default: the task's offline set")
+    parser.add_argument(
+        "--codecs",
+        action="append",
+        default=None,
+        metavar="LIST",
+        help="comma-separated curves: NAME, NAME@pretrained, ckpt:PATH, or ckpt:GLOB (a series of checkpoints, one curve); "
+        "LABEL=... names a curve (default: jpeg,webp)",
+    )
+    parser.add_argument(
+        "--qualities",
+        action="append",
+        default=[],
+        metavar="[KEY=]LIST",
+        help="rate points, e.g. jpeg=10,30,50 or 1-8; KEY is a curve label, a codec name, 'classic' or 'learned' "
+        "(defaults: classic 5,10,20,30,50,75,95; learned 1-8; checkpoints: their own)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="image folder (ImageNet ImageFolder / LOC csv layout, or unlabeled); default: the task's offline set",
+    )
     parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. layout=unlabeled, labels=PATH.csv")
     parser.add_argument("--out", required=True, help="results JSON; an existing file of the same task, model and dataset is resumed")
     parser.add_argument("--plot", default=None, help="rate-task figure (.png/.pdf), one panel per metric; redrawn when resuming")

@@ -13,8 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment recipe (YAML), e.g. configs/experiments/offline_small.yaml")
     parser.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once, each with 1/JOBS of the threads (default 1)")
-    parser.add_argument("--report-only", action="store_true", help="re-analyse the recorded results in --out and rewrite figures, tables, "
-                                                                   "summary.json and report.md; never trains or judges")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-analyse the recorded results in --out and rewrite figures, tables, summary.json and report.md; never trains or judges",
+    )
 
 
 def run(args: argparse.Namespace) -> None:

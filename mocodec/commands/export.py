@@ -11,9 +11,15 @@ HELP = "write a training checkpoint's codec (weights + CDF tables) for `compress
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="training checkpoint (.ckpt) written by `mocodec train`")
     parser.add_argument("output", nargs="?", help="codec weights file to write (.pth), for `mocodec compress --checkpoint`")
-    parser.add_argument("--half", action="store_true", help="store the transforms' weights as float16 (half the file; entropy models exact)")
-    parser.add_argument("--ship", action="store_true", help="maintainers: ship the codec with mocodec (half precision, into "
-                                                           "mocodec/codecs/weights/, entered in its manifest) for `--pretrained`")
+    parser.add_argument(
+        "--half", action="store_true", help="store the transforms' weights as float16 (half the file; entropy models exact)"
+    )
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="maintainers: ship the codec with mocodec (half precision, into "
+        "mocodec/codecs/weights/, entered in its manifest) for `--pretrained`",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
 
 

@@ -20,10 +20,20 @@ def _add_common_arguments(parser: argparse.ArgumentParser, out_help: str = "resu
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="iqa_command", metavar="ACTION", required=True)
     e = sub.add_parser("eval", help="2AFC / SRCC / KRCC / PLCC of metrics on IQA datasets, with paired tests")
-    e.add_argument("--dataset", action="append", required=True, metavar="NAME=PATH",
-                   help="live, live-realigned, tid2013, kadid10k, mpd (manifest CSV), mpd-pairs, pcmp; repeatable")
-    e.add_argument("--metric", nargs="+", required=True, metavar="NAME[:CONFIG]",
-                   help="registered metrics (psnr, msssim, lpips, ml-clipsim, ...); :CONFIG is a YAML of keyword arguments")
+    e.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="live, live-realigned, tid2013, kadid10k, mpd (manifest CSV), mpd-pairs, pcmp; repeatable",
+    )
+    e.add_argument(
+        "--metric",
+        nargs="+",
+        required=True,
+        metavar="NAME[:CONFIG]",
+        help="registered metrics (psnr, msssim, lpips, ml-clipsim, ...); :CONFIG is a YAML of keyword arguments",
+    )
     e.add_argument("--label-voters", nargs="+", default=None, help="pcmp: voters whose votes label the pairs (default: all not held out)")
     e.add_argument("--heldout-voters", nargs="+", default=None, help="pcmp: disjoint voters whose votes give a second, held-out label")
     e.add_argument("--logistic", choices=("4", "5"), default="5", help="parameters of the logistic fit before PLCC (default 5)")
@@ -36,13 +46,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--ridge", type=float, default=1e-3, help="L2 penalty of the fit on standardised components")
     a.add_argument("--heldout-voters", nargs="+", default=None, help="disjoint voters giving a second, held-out label")
     _add_common_arguments(a)
-    s = sub.add_parser("study", help="the PCMP study: every voter held out in turn; 2AFC of PSNR, MS-SSIM, ml-featsim per backbone, "
-                                     "layer and fitted weights; paired tests; label agreement")
+    s = sub.add_parser(
+        "study",
+        help="the PCMP study: every voter held out in turn; 2AFC of PSNR, MS-SSIM, ml-featsim per backbone, "
+        "layer and fitted weights; paired tests; label agreement",
+    )
     s.add_argument("--pcmp", required=True, help="a complete PCMP dataset folder with the votes of at least 2 voters")
-    s.add_argument("--backbones", nargs="+", default=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], metavar="MODEL",
-                   help="backbones of the feature metric (its model argument; default: EfficientNet-Lite0/1/2)")
-    s.add_argument("--feature-metric", default="ml-featsim", metavar="NAME[:CONFIG]",
-                   help="multi-layer metric and its base arguments (default ml-featsim; layers/weights in CONFIG set its default variant)")
+    s.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+        metavar="MODEL",
+        help="backbones of the feature metric (its model argument; default: EfficientNet-Lite0/1/2)",
+    )
+    s.add_argument(
+        "--feature-metric",
+        default="ml-featsim",
+        metavar="NAME[:CONFIG]",
+        help="multi-layer metric and its base arguments (default ml-featsim; layers/weights in CONFIG set its default variant)",
+    )
     s.add_argument("--metric", nargs="+", default=[], metavar="NAME[:CONFIG]", help="further metrics, each compared with PSNR and MS-SSIM")
     s.add_argument("--folds", type=int, default=2, help="reference folds of the cross-fitted weights (default 2)")
     s.add_argument("--ridge", type=float, default=1e-3, help="L2 penalty of the fit on standardised components")
@@ -68,8 +90,15 @@ def _mpd_manifest(args: argparse.Namespace) -> None:
     from mocodec.iqa.datasets import write_mpd_manifest
 
     out = check_writable(args.out, args.force)
-    n = write_mpd_manifest(args.root, args.scores, out, distorted_column=args.distorted_column,
-                           reference_column=args.reference_column, score_column=args.score_column, type_column=args.type_column)
+    n = write_mpd_manifest(
+        args.root,
+        args.scores,
+        out,
+        distorted_column=args.distorted_column,
+        reference_column=args.reference_column,
+        score_column=args.score_column,
+        type_column=args.type_column,
+    )
     print(f"{out}: {n} scored images")
 
 
@@ -85,8 +114,16 @@ def _ablate(args: argparse.Namespace) -> None:
     subsets = [[int(v) for v in s.split(",") if v.strip()] for s in args.subset] if args.subset else None
     dataset = load_iqa_dataset("pcmp", args.pcmp, heldout_voters=args.heldout_voters)
     spec = MetricSpec.parse(args.metric, aliases=METRIC_ALIASES)
-    result = run_ablation(dataset, spec, subsets=subsets, train_fraction=args.train_fraction, ridge=args.ridge,
-                          n_resamples=args.resamples, seed=args.seed, progress=progress_bar)
+    result = run_ablation(
+        dataset,
+        spec,
+        subsets=subsets,
+        train_fraction=args.train_fraction,
+        ridge=args.ridge,
+        n_resamples=args.resamples,
+        seed=args.seed,
+        progress=progress_bar,
+    )
     weights = write_weights(out / f"{spec.name}-fitted.yaml", result.fitted, spec.name)
     write_reports([result.report], out, extra={"fitted": result.fitted, "components": result.components})
     print((out / f"{result.report.dataset}.md").read_text())
@@ -101,14 +138,18 @@ def _study(args: argparse.Namespace) -> None:
     from mocodec.utils.progress import progress_bar
 
     settings = StudySettings(
-        feature_metric=MetricSpec.parse(args.feature_metric, aliases=METRIC_ALIASES), backbones=tuple(args.backbones),
-        metrics=tuple(MetricSpec.parse(m, aliases=METRIC_ALIASES) for m in args.metric), folds=args.folds, ridge=args.ridge,
-        n_resamples=args.resamples, seed=args.seed,
+        feature_metric=MetricSpec.parse(args.feature_metric, aliases=METRIC_ALIASES),
+        backbones=tuple(args.backbones),
+        metrics=tuple(MetricSpec.parse(m, aliases=METRIC_ALIASES) for m in args.metric),
+        folds=args.folds,
+        ridge=args.ridge,
+        n_resamples=args.resamples,
+        seed=args.seed,
     )
     result = run_study(args.pcmp, args.out, settings, force=args.force, progress=progress_bar)
     write_study(result, args.out)
     text = (Path(args.out) / "study.md").read_text()
-    print(text[text.index("## Reading"):text.index("## Label agreement")].rstrip())
+    print(text[text.index("## Reading") : text.index("## Label agreement")].rstrip())
     print(f"study: {Path(args.out) / 'study.md'} (tables, reading), study.png, pairs.csv, study.json")
 
 

@@ -12,14 +12,30 @@ HELP = "build a PCMP dataset: PSNR-matched distortion pairs labelled by predicti
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="dataset folder to write (an interrupted build in it is resumed)")
     parser.add_argument("--references", required=True, help="folder of reference images (searched recursively)")
-    parser.add_argument("--distortions", nargs="+", default=None, metavar="FAMILY[=LEVELS]",
-                        help="distortion families and optional levels, e.g. jpeg=10,30 gaussian-blur=1,2 ckpt:PATH NAME@pretrained=1-8 "
-                             "(default: jpeg webp avif gaussian-blur gaussian-noise resample contrast colour-shift)")
-    parser.add_argument("--voters", nargs="+", default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
-                        metavar="MODEL[=WEIGHTS]",
-                        help="classifiers that vote (classification-task model names; default: EfficientNet-Lite0/1/2)")
-    parser.add_argument("--tolerance", type=float, default=0.5,
-                        help="largest PSNR difference of a pair, in dB (default 0.5); pcmp.json also counts the pairs other tolerances give")
+    parser.add_argument(
+        "--subset", default=None, metavar="I/N", help="keep every N-th reference, starting at the I-th, of the sorted references"
+    )
+    parser.add_argument(
+        "--distortions",
+        nargs="+",
+        default=None,
+        metavar="FAMILY[=LEVELS]",
+        help="distortion families and optional levels, e.g. jpeg=10,30 gaussian-blur=1,2 ckpt:PATH NAME@pretrained=1-8 "
+        "(default: jpeg webp avif gaussian-blur gaussian-noise resample contrast colour-shift)",
+    )
+    parser.add_argument(
+        "--voters",
+        nargs="+",
+        default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+        metavar="MODEL[=WEIGHTS]",
+        help="classifiers that vote (classification-task model names; default: EfficientNet-Lite0/1/2)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.5,
+        help="largest PSNR difference of a pair, in dB (default 0.5); pcmp.json also counts the pairs other tolerances give",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of noise, pair order and pair sampling")
     parser.add_argument("--max-pairs", type=int, default=None, help="keep at most this many pairs per reference (sampled with --seed)")
     parser.add_argument("--max-size", type=int, default=None, help="downscale references whose longer side exceeds this many pixels")
@@ -38,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
     settings = BuildSettings(args.tolerance, args.seed, args.max_pairs, args.max_size, VoteRule(args.soft, args.tie_tolerance))
     families = [create_family(spec) for spec in args.distortions or DEFAULT_FAMILIES]
     voters = [create_voter(spec) for spec in args.voters]
-    summary = build_pcmp(args.references, args.out, families, voters, settings, force=args.force, progress=progress_bar)
+    summary = build_pcmp(args.references, args.out, families, voters, settings, subset=args.subset, force=args.force, progress=progress_bar)
     print(f"{args.out}: {summary['pairs']} pairs of {summary['images']} distorted images of {summary['references']} references")
     print("pairs per PSNR tolerance: " + ", ".join(f"{t} dB: {n}" for t, n in summary["pairs_per_tolerance"].items()))
     for name, stats in summary["voters"].items():

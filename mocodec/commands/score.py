@@ -10,8 +10,14 @@ HELP = "score distorted images against references (per-image CSV): ML-CLIPSim, P
 
 # The metric factory's keyword -> the option that sets it; a metric accepts the options its factory takes.
 METRIC_OPTIONS = {
-    "model": "--model", "net": "--net", "pretrained": "--pretrained", "layers": "--layers", "layer_weights": "--weights",
-    "global_weight": "--global-weight", "resize_mode": "--resize-mode", "include_cls": "--include-cls",
+    "model": "--model",
+    "net": "--net",
+    "pretrained": "--pretrained",
+    "layers": "--layers",
+    "layer_weights": "--weights",
+    "global_weight": "--global-weight",
+    "resize_mode": "--resize-mode",
+    "include_cls": "--include-cls",
 }
 
 
@@ -26,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", help="reference image, or a folder of them (searched recursively)")
     parser.add_argument("distorted", help="distorted image, or a folder: pairs are matched by file name, extension ignored")
     parser.add_argument("--metric", default="ml-clipsim", help="psnr, msssim, lpips, ml-clipsim, ml-featsim, ... (see `mocodec list`)")
-    parser.add_argument("--model", help="ml-clipsim: open_clip model (ViT-B-32, ViT-B-16, ...) or timm:NAME; ml-featsim: efficientnet-lite0/1/2")
+    parser.add_argument(
+        "--model", help="ml-clipsim: open_clip model (ViT-B-32, ViT-B-16, ...) or timm:NAME; ml-featsim: efficientnet-lite0/1/2"
+    )
     parser.add_argument("--net", help="lpips backbone: alex, vgg or squeeze")
     parser.add_argument("--pretrained", help="pretrained tag (ml-clipsim: openai, laion2b_s34b_b79k, ...) or a local weights file")
     parser.add_argument("--layers", help="1-based block numbers, e.g. 3,6,9,12 (negatives count from the end), or all")

@@ -16,8 +16,12 @@ PASSTHROUGH = True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Shown by `mocodec --help` only: the arguments themselves never pass through argparse.
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, metavar="...",
-                        help="LightningCLI's subcommand and arguments; `mocodec train --help` shows them")
+    parser.add_argument(
+        "arguments",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="LightningCLI's subcommand and arguments; `mocodec train --help` shows them",
+    )
 
 
 def run(args: argparse.Namespace) -> None:

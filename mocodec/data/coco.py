@@ -56,7 +56,9 @@ def find_coco(root: str | Path, images: str | Path | None = None) -> tuple[Path,
         images = base / split
     images = Path(images)
     if not images.is_dir():
-        raise ConfigError(f"COCO image folder {images} does not exist; place the images of {annotations.name} there or pass --dataset-option images=PATH")
+        raise ConfigError(
+            f"COCO image folder {images} does not exist; place the images of {annotations.name} there or pass --dataset-option images=PATH"
+        )
     return annotations, images
 
 

@@ -98,7 +98,9 @@ class ImageDataModule(pl.LightningDataModule):
             raise ConfigError("data.val_batch_size must be 1 when data.val_crop_size is null (whole images differ in size)")
         if not (isinstance(cache_limit_gib, (int, float)) and math.isfinite(cache_limit_gib) and cache_limit_gib > 0):
             raise ConfigError(f"data.cache_limit_gib must be a number > 0, got {cache_limit_gib}")
-        self.train_sources = None if train is None else [TrainingSource.of(item) for item in (train if isinstance(train, (list, tuple)) else [train])]
+        self.train_sources = (
+            None if train is None else [TrainingSource.of(item) for item in (train if isinstance(train, (list, tuple)) else [train])]
+        )
         for source in self.train_sources or []:
             source.class_shard()  # a bad "I/N" is refused now, not when training starts
         # Hyper-parameters go into checkpoints, which are read with weights_only=True: sources as plain data.
@@ -110,7 +112,9 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit" and self.train_set is None:
-            self.train_set = self._training_set() if self.train_sources else EmbeddedPhotos("train", random_crop(hp.crop_size), hp.embedded_repeats)
+            self.train_set = (
+                self._training_set() if self.train_sources else EmbeddedPhotos("train", random_crop(hp.crop_size), hp.embedded_repeats)
+            )
         if stage in ("fit", "validate") and self.val_set is None:
             crop = center_crop(hp.val_crop_size)
             self.val_set = ImageFolder(hp.val, crop) if hp.val else EmbeddedPhotos("val", crop)
@@ -129,16 +133,22 @@ class ImageDataModule(pl.LightningDataModule):
             )
         start = time.perf_counter()
         dataset = DecodedImages(paths, random_crop_of_decoded(hp.crop_size))
-        rank_zero_info(f"data.cache: {len(dataset)} training images decoded into memory ({dataset.nbytes / 2**20:.0f} MiB) "
-                       f"in {time.perf_counter() - start:.1f} s")
+        rank_zero_info(
+            f"data.cache: {len(dataset)} training images decoded into memory ({dataset.nbytes / 2**20:.0f} MiB) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         return dataset
 
     def train_dataloader(self) -> DataLoader:
         # Not persistent: workers restart each epoch from seeds drawn in the main process,
         # whose random state checkpoints carry, so a resumed run draws the same crops.
         return DataLoader(
-            self.train_set, batch_size=self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers,
-            collate_fn=collate_images, pin_memory=torch.cuda.is_available(),
+            self.train_set,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_images,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -149,8 +159,13 @@ class ImageDataModule(pl.LightningDataModule):
 
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
         return DataLoader(
-            self.val_set, batch_size=self.hparams.val_batch_size, shuffle=False, sampler=sampler, num_workers=self.hparams.num_workers,
-            collate_fn=collate_images, pin_memory=torch.cuda.is_available(),
+            self.val_set,
+            batch_size=self.hparams.val_batch_size,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_images,
+            pin_memory=torch.cuda.is_available(),
         )
 
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from PIL import Image
 from torchvision.transforms import v2
 
 from mocodec.data.io import list_images, read_image
@@ -85,7 +85,7 @@ class TrainingSource:
     classes: str | None = None
 
     @classmethod
-    def of(cls, item: "str | os.PathLike | Mapping | TrainingSource") -> "TrainingSource":
+    def of(cls, item: str | os.PathLike | Mapping | TrainingSource) -> TrainingSource:
         """A source from a folder, a ``{root: PATH, classes: "I/N"}`` mapping, or a source."""
         if isinstance(item, TrainingSource):
             return item
@@ -119,8 +119,10 @@ class TrainingSource:
             classes = [d for d in root.iterdir() if d.is_dir()]
             folders = shard.select(classes, key=lambda d: d.name)
             if not folders:
-                raise ConfigError(f"classes {shard} keep none of the {len(classes)} class folders (sub-folders) of {root}; "
-                                  "take fewer, or drop classes to train on every image under it")
+                raise ConfigError(
+                    f"classes {shard} keep none of the {len(classes)} class folders (sub-folders) of {root}; "
+                    "take fewer, or drop classes to train on every image under it"
+                )
             paths = [path for folder in folders for path in list_images(folder)]
         if not paths:
             raise ConfigError(f"dataset folder {root} holds no images (.png/.jpg/.webp/...); give a folder of training images")

@@ -16,8 +16,17 @@ from PIL import Image
 from mocodec.errors import ConfigError
 
 TRAIN_PHOTOS = (
-    "hubble_deep_field", "immunohistochemistry", "retina", "camera", "coins",
-    "grass", "gravel", "brick", "moon", "page", "text",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "coins",
+    "grass",
+    "gravel",
+    "brick",
+    "moon",
+    "page",
+    "text",
 )
 HELDOUT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "clock")
 SPLITS = {"train": TRAIN_PHOTOS, "val": HELDOUT_PHOTOS, "all": TRAIN_PHOTOS + HELDOUT_PHOTOS}
@@ -47,7 +56,7 @@ def crops(image: np.ndarray, size: int, stride: int | None = None) -> list[np.nd
     """Non-overlapping (or ``stride``-spaced) ``size`` x ``size`` crops covering the image, row-major."""
     stride = stride or size
     h, w = image.shape[:2]
-    return [image[t : t + size, l : l + size] for t in range(0, h - size + 1, stride) for l in range(0, w - size + 1, stride)]
+    return [image[t : t + size, x : x + size] for t in range(0, h - size + 1, stride) for x in range(0, w - size + 1, stride)]
 
 
 def write_split(folder: str | Path, split: str = "val", crop: int | None = None) -> list[Path]:

@@ -34,8 +34,8 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -57,7 +57,9 @@ def imagenet_synsets() -> list[str]:
     try:
         synsets = list(import_timm().data.ImageNetInfo("imagenet-1k").label_names())
     except Exception as exc:  # an old timm has no ImageNetInfo; any failure means the same to the user
-        raise ConfigError(f"the ImageNet synset list is unavailable ({type(exc).__name__}); install timm>=0.9 to map synsets to class indices") from None
+        raise ConfigError(
+            f"the ImageNet synset list is unavailable ({type(exc).__name__}); install timm>=0.9 to map synsets to class indices"
+        ) from None
     if len(synsets) != 1000 or synsets != sorted(synsets):
         raise ConfigError("timm's ImageNet synset list is not the 1000 sorted ILSVRC-2012 synsets; upgrade timm")
     return synsets
@@ -128,7 +130,10 @@ def loc_samples(root: Path, csv_path: Path | None = None) -> list[Sample]:
     if not samples:
         raise ConfigError(f"none of the {len(labels)} images listed in {csv_path} are under {root} (as <ImageId>.JPEG)")
     if missing:
-        warnings.warn(f"{missing} of the {len(labels)} images listed in {csv_path.name} are absent under {root}; evaluating the {len(samples)} present", stacklevel=2)
+        warnings.warn(
+            f"{missing} of the {len(labels)} images listed in {csv_path.name} are absent under {root}; evaluating the {len(samples)} present",
+            stacklevel=2,
+        )
     return samples
 
 

@@ -14,6 +14,7 @@ bitstream container) can give back the same kind of image:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -84,10 +85,8 @@ def _is_16bit_rgb_png(img: Image.Image) -> bool:
 
 def pil_to_tensor(img: Image.Image, name: str = "image") -> tuple[torch.Tensor, ImageInfo]:
     """Convert a loaded PIL image to a 3xHxW float tensor in [0, 1] plus its ImageInfo."""
-    try:
+    with contextlib.suppress(Exception):  # a malformed EXIF block must not make the pixels unreadable
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a malformed EXIF block must not make the pixels unreadable
-        pass
     alpha = None
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")

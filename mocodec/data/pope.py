@@ -53,7 +53,9 @@ def find_pope(root: str | Path, split: str = "random", images: str | Path | None
         raise ConfigError(f"POPE question file {questions} does not exist; place coco_pope_{split}.json there")
     images = Path(images) if images is not None else questions.parent / IMAGE_FOLDER
     if not images.is_dir():
-        raise ConfigError(f"POPE asks about COCO val2014 images, but {images} does not exist; place them there or pass --dataset-option images=PATH")
+        raise ConfigError(
+            f"POPE asks about COCO val2014 images, but {images} does not exist; place them there or pass --dataset-option images=PATH"
+        )
     return questions, images
 
 

@@ -41,5 +41,10 @@ LABEL_FREE_QUESTIONS = (
     Question("label-free/animal", "Is there an animal in the image?", category="label-free"),
     Question("label-free/text", "Is there any text in the image?", category="label-free"),
     Question("label-free/count", "How many people are in the image?", ("None", "One", "Two", "Three or more"), category="label-free"),
-    Question("label-free/scene", "Where was this photo taken?", ("Indoors", "Outdoors in a city", "Outdoors in nature", "In space"), category="label-free"),
+    Question(
+        "label-free/scene",
+        "Where was this photo taken?",
+        ("Indoors", "Outdoors in a city", "Outdoors in nature", "In space"),
+        category="label-free",
+    ),
 )

@@ -32,7 +32,9 @@ def find_seed_bench(root: str | Path, images: str | Path | None = None) -> tuple
     if not questions.is_file():
         raise ConfigError(f"SEED-Bench question file {questions} does not exist; place {QUESTIONS_FILE} there")
     if not images.is_dir():
-        raise ConfigError(f"SEED-Bench image folder {images} does not exist; unpack {IMAGE_FOLDER}/ there or pass --dataset-option images=PATH")
+        raise ConfigError(
+            f"SEED-Bench image folder {images} does not exist; unpack {IMAGE_FOLDER}/ there or pass --dataset-option images=PATH"
+        )
     return questions, images
 
 
@@ -58,13 +60,15 @@ def seed_bench_samples(questions_file: str | Path, images: str | Path, missing: 
         if item.get("answer") not in ("A", "B", "C", "D") or any(k not in item for k in CHOICE_KEYS):
             raise ConfigError(f"SEED-Bench question {item.get('question_id')} in {questions_file} lacks choices A-D or a letter answer")
         type_id = int(item["question_type_id"])
-        per_image.setdefault(str(item["data_id"]), []).append(Question(
-            id=str(item["question_id"]),
-            text=item["question"],
-            choices=tuple(str(item[k]) for k in CHOICE_KEYS),
-            answer=item["answer"],
-            category=dimension.get(type_id, f"type {type_id}"),
-        ))
+        per_image.setdefault(str(item["data_id"]), []).append(
+            Question(
+                id=str(item["question_id"]),
+                text=item["question"],
+                choices=tuple(str(item[k]) for k in CHOICE_KEYS),
+                answer=item["answer"],
+                category=dimension.get(type_id, f"type {type_id}"),
+            )
+        )
     if not per_image:
         raise ConfigError(f"{questions_file} holds no image questions (data_type 'image')")
     samples = []

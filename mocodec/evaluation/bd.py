@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import bjontegaard
 
@@ -50,7 +51,7 @@ class RateCurve:
     metric: tuple[float, ...]
 
     @classmethod
-    def from_entry(cls, entry: dict[str, Any], metric: str, rate: str = "bpp") -> "RateCurve":
+    def from_entry(cls, entry: dict[str, Any], metric: str, rate: str = "bpp") -> RateCurve:
         """From a CompressAI-schema results dict; points missing either value are left out."""
         res = entry.get("results", {})
         if metric not in res:
@@ -89,25 +90,48 @@ def _check_method(method: str) -> None:
         raise ConfigError(f"unknown BD interpolation '{method}'; use one of {', '.join(METHODS)}")
 
 
-def bd_rate(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float], test_metric: Sequence[float],
-            method: str = "pchip", higher_is_better: bool = True) -> float:
+def bd_rate(
+    anchor_rate: Sequence[float],
+    anchor_metric: Sequence[float],
+    test_rate: Sequence[float],
+    test_metric: Sequence[float],
+    method: str = "pchip",
+    higher_is_better: bool = True,
+) -> float:
     """Percent rate change of the test at equal metric; points must form monotone curves (see :func:`monotone_front`)."""
     _check_method(method)
     sign = 1.0 if higher_is_better else -1.0  # the package expects a metric that grows with the rate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlap is reported by :func:`compare`, not as a warning
-        return float(bjontegaard.bd_rate(anchor_rate, [sign * m for m in anchor_metric], test_rate, [sign * m for m in test_metric],
-                                         method=method, require_matching_points=False, min_overlap=0))
+        return float(
+            bjontegaard.bd_rate(
+                anchor_rate,
+                [sign * m for m in anchor_metric],
+                test_rate,
+                [sign * m for m in test_metric],
+                method=method,
+                require_matching_points=False,
+                min_overlap=0,
+            )
+        )
 
 
-def bd_metric(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float], test_metric: Sequence[float],
-              method: str = "pchip") -> float:
+def bd_metric(
+    anchor_rate: Sequence[float],
+    anchor_metric: Sequence[float],
+    test_rate: Sequence[float],
+    test_metric: Sequence[float],
+    method: str = "pchip",
+) -> float:
     """Average ``test - anchor`` metric at equal rate (over the common log-rate range)."""
     _check_method(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(bjontegaard.bd_psnr(anchor_rate, anchor_metric, test_rate, test_metric,
-                                         method=method, require_matching_points=False, min_overlap=0))
+        return float(
+            bjontegaard.bd_psnr(
+                anchor_rate, anchor_metric, test_rate, test_metric, method=method, require_matching_points=False, min_overlap=0
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -120,8 +144,9 @@ class BDResult:
     note: str = ""
 
 
-def compare(anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is_better: bool = True,
-            min_points: int = MIN_POINTS) -> BDResult:
+def compare(
+    anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is_better: bool = True, min_points: int = MIN_POINTS
+) -> BDResult:
     """BD-rate and BD-metric of ``test`` against ``anchor``; nan with a note when they cannot be computed.
 
     ``min_points``: monotone points each curve needs (default 4; at least what ``method`` needs).
@@ -153,8 +178,15 @@ def compare(anchor: RateCurve, test: RateCurve, method: str = "pchip", higher_is
     return BDResult(test.name, len(tr), dropped, rate, delta, "; ".join(notes))
 
 
-def bd_table(entries: Sequence[dict[str, Any]], anchor: str | None, metric: str, method: str = "pchip",
-             higher_is_better: bool = True, rate: str = "bpp", min_points: int = MIN_POINTS) -> list[BDResult]:
+def bd_table(
+    entries: Sequence[dict[str, Any]],
+    anchor: str | None,
+    metric: str,
+    method: str = "pchip",
+    higher_is_better: bool = True,
+    rate: str = "bpp",
+    min_points: int = MIN_POINTS,
+) -> list[BDResult]:
     """Every entry against the entry named ``anchor`` (default: the first) on ``metric``."""
     if not entries:
         raise ConfigError("no results to compare")
@@ -163,15 +195,19 @@ def bd_table(entries: Sequence[dict[str, Any]], anchor: str | None, metric: str,
     if anchor not in names:
         raise ConfigError(f"anchor '{anchor}' is not among the curves: {', '.join(names)}")
     base = RateCurve.from_entry(entries[names.index(anchor)], metric, rate)
-    return [compare(base, RateCurve.from_entry(e, metric, rate), method, higher_is_better, min_points)
-            for e in entries if e.get("name") != anchor]
+    return [
+        compare(base, RateCurve.from_entry(e, metric, rate), method, higher_is_better, min_points)
+        for e in entries
+        if e.get("name") != anchor
+    ]
 
 
 def format_table(rows: Sequence[BDResult], anchor: str, metric: str, method: str) -> str:
     """A plain-text table: one row per curve, BD-rate [%] and BD-<metric> against ``anchor``."""
     head = f"BD against {anchor} on {metric} ({method}); BD-rate < 0: fewer bits at equal {metric}"
-    table = [{"curve": r.name, "points": r.points, "BD-rate [%]": f"{r.bd_rate:.2f}", f"BD-{metric}": r.bd_metric, "note": r.note}
-             for r in rows]
+    table = [
+        {"curve": r.name, "points": r.points, "BD-rate [%]": f"{r.bd_rate:.2f}", f"BD-{metric}": r.bd_metric, "note": r.note} for r in rows
+    ]
     return head + "\n" + to_text(table, ["curve", "points", "BD-rate [%]", f"BD-{metric}", "note"]).rstrip("\n")
 
 

@@ -8,9 +8,9 @@ reported beside it for learned codecs.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,7 @@ class CodecSpec:
     label: str = ""
 
     @classmethod
-    def parse(cls, text: str, default_learned: str = "bmshj2018-hyperprior") -> "CodecSpec":
+    def parse(cls, text: str, default_learned: str = "bmshj2018-hyperprior") -> CodecSpec:
         """``jpeg`` | ``bmshj2018-hyperprior`` | ``NAME@pretrained`` | ``ckpt:PATH`` | ``NAME:PATH``."""
         text = text.strip()
         if text.startswith("ckpt:"):

@@ -15,14 +15,15 @@ pass; ``None`` for classic codecs).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
 from mocodec.errors import ConfigError
-from mocodec.losses.msssim import msssim, window_for
 from mocodec.losses.mse import psnr
+from mocodec.losses.msssim import msssim, window_for
 
 RATE = "bpp"
 

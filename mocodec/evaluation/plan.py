@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ def _family(spec: CodecSpec) -> str:
 def _checkpoint_pattern(body: str) -> tuple[str, str | None] | None:
     """``(glob pattern, codec name or None)`` when ``body`` names checkpoint files: ``ckpt:GLOB`` or ``NAME:GLOB``."""
     if body.startswith("ckpt:"):
-        return body[len("ckpt:"):], None
+        return body[len("ckpt:") :], None
     if ":" in body and not body.endswith("@pretrained"):
         name, pattern = body.split(":", 1)
         return pattern, name
@@ -83,8 +84,9 @@ def _checkpoint_curve(label: str | None, pattern: str, name: str | None, by_key:
     specs = [CodecSpec.parse(f"{name}:{p}" if name else f"ckpt:{p}") for p in paths]
     label = label or (specs[0].label if len(specs) == 1 else Path(pattern).parent.name or specs[0].name)
     if label.lower() in by_key:
-        raise ConfigError(f"checkpoint curve '{label}' takes its rate points from its files (one point per checkpoint); "
-                          f"drop --qualities {label}=...")
+        raise ConfigError(
+            f"checkpoint curve '{label}' takes its rate points from its files (one point per checkpoint); drop --qualities {label}=..."
+        )
     return label, tuple(RatePoint(label, Path(p).stem, s, None) for p, s in zip(paths, specs))
 
 

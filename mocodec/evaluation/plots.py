@@ -16,8 +16,9 @@ import io
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mocodec.errors import ConfigError
 from mocodec.evaluation.metrics import CODING, RATE
@@ -46,14 +47,28 @@ def _points(entry: dict[str, Any], x: str, metric: str) -> list[tuple[float, flo
     return sorted((a, b) for a, b in zip(res.get(x, []), res.get(metric, [])) if _number(a) and _number(b))
 
 
-def _draw(ax, entries: Sequence[dict[str, Any]], x: str, metric: str, xlabel: str, ylabel: str, colours: dict[str, Any] | None = None,
-          dashed: Sequence[dict[str, Any]] = ()) -> None:
+def _draw(
+    ax,
+    entries: Sequence[dict[str, Any]],
+    x: str,
+    metric: str,
+    xlabel: str,
+    ylabel: str,
+    colours: dict[str, Any] | None = None,
+    dashed: Sequence[dict[str, Any]] = (),
+) -> None:
     for entry in [*entries, *dashed]:
         pts = _points(entry, x, metric)
         if pts:
             name = entry.get("name", "?")
-            ax.plot(*zip(*pts), marker="o", markersize=4, label=name, color=(colours or {}).get(name),
-                    linestyle="--" if any(entry is d for d in dashed) else "-")
+            ax.plot(
+                *zip(*pts),
+                marker="o",
+                markersize=4,
+                label=name,
+                color=(colours or {}).get(name),
+                linestyle="--" if any(entry is d for d in dashed) else "-",
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -91,8 +106,10 @@ def rate_task_panels(documents: Sequence[dict[str, Any]], metrics: Sequence[str]
     if metrics:
         missing = [m for m in metrics if all(m != p[1] for p in panels)]
         if missing:
-            raise ConfigError(f"no values to plot for metric(s) {', '.join(missing)}; the results have: "
-                              f"{', '.join(m for d in documents for m in d.get('metrics', {}))}")
+            raise ConfigError(
+                f"no values to plot for metric(s) {', '.join(missing)}; the results have: "
+                f"{', '.join(m for d in documents for m in d.get('metrics', {}))}"
+            )
     return panels
 
 
@@ -114,7 +131,9 @@ def plot_results(
     if not panels:
         raise ConfigError("the results hold no rate points to plot")
     plt = pyplot()
-    names = list(dict.fromkeys([e.get("name", "?") for d in documents for e in d.get("entries", [])] + [e.get("name", "?") for e in others]))
+    names = list(
+        dict.fromkeys([e.get("name", "?") for d in documents for e in d.get("entries", [])] + [e.get("name", "?") for e in others])
+    )
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours = {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
     columns = min(columns, len(panels))
@@ -126,7 +145,7 @@ def plot_results(
         _draw(ax, doc["entries"], RATE, metric, RATE_LABEL, f"{meta.get('label', metric)} {arrow}", colours, dashed=others)
         task = doc.get("task", {})
         ax.set_title(" ".join(str(task[k]) for k in ("name", "model") if task.get(k)), fontsize=9)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
@@ -154,13 +173,24 @@ def plot_intervals(
             if not pts:
                 continue
 
-            def spread(key: str) -> list[list[float]]:  # distances from the mean to the interval ends
-                return [[p[key][0] - p[key][1] if _number(p[key][1]) else 0.0 for p in pts],
-                        [p[key][2] - p[key][0] if _number(p[key][2]) else 0.0 for p in pts]]
+            def spread(key: str, pts: list = pts) -> list[list[float]]:  # distances from the mean to the interval ends
+                return [
+                    [p[key][0] - p[key][1] if _number(p[key][1]) else 0.0 for p in pts],
+                    [p[key][2] - p[key][0] if _number(p[key][2]) else 0.0 for p in pts],
+                ]
 
-            ax.errorbar([p["bpp"][0] for p in pts], [p[metric][0] for p in pts], xerr=spread("bpp"), yerr=spread(metric),
-                        marker="o", markersize=4, capsize=2, color=cycle[i % len(cycle)],
-                        linestyle="--" if curve.get("kind") == "baseline" else "-", label=curve["name"])
+            ax.errorbar(
+                [p["bpp"][0] for p in pts],
+                [p[metric][0] for p in pts],
+                xerr=spread("bpp"),
+                yerr=spread(metric),
+                marker="o",
+                markersize=4,
+                capsize=2,
+                color=cycle[i % len(cycle)],
+                linestyle="--" if curve.get("kind") == "baseline" else "-",
+                label=curve["name"],
+            )
         ax.set_xlabel(RATE_LABEL)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)

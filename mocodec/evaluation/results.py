@@ -35,8 +35,9 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from mocodec.errors import ConfigError, OutputExistsError
 from mocodec.evaluation.metrics import FIDELITY, RATE, direction, mean
@@ -48,12 +49,22 @@ TIMES = ("encoding_time", "decoding_time")
 Summarize = Callable[[Sequence[dict[str, Any]]], Mapping[str, Any]]  # a task's metrics from its records
 
 
-def new_document(task: Mapping[str, Any], dataset: Mapping[str, Any], fidelity: Sequence[str], metrics: Mapping[str, Any]) -> dict[str, Any]:
+def new_document(
+    task: Mapping[str, Any], dataset: Mapping[str, Any], fidelity: Sequence[str], metrics: Mapping[str, Any]
+) -> dict[str, Any]:
     """An empty results document; ``metrics``: the task's declarations (name -> meta), stored after the fidelity metrics'."""
     table = {m: FIDELITY[m].meta() for m in fidelity}
     table.update(metrics)
-    return {"mocodec": FORMAT, "version": VERSION, "task": dict(task), "dataset": dict(dataset), "fidelity": list(fidelity),
-            "metrics": table, "skipped": [], "entries": []}
+    return {
+        "mocodec": FORMAT,
+        "version": VERSION,
+        "task": dict(task),
+        "dataset": dict(dataset),
+        "fidelity": list(fidelity),
+        "metrics": table,
+        "skipped": [],
+        "entries": [],
+    }
 
 
 def task_metric_names(doc: Mapping[str, Any]) -> list[str]:
@@ -73,7 +84,7 @@ class Results:
                 self._done[(e["name"], r["point"])].add(r["id"])
 
     @classmethod
-    def open(cls, path: str | Path, expected: Mapping[str, Any], force: bool = False) -> "Results":
+    def open(cls, path: str | Path, expected: Mapping[str, Any], force: bool = False) -> Results:
         """Resume ``path`` if it holds a sweep of the same task, dataset and fidelity metrics; else a new document.
 
         ``expected``: the new document (:func:`new_document`). A file of anything else is
@@ -194,7 +205,12 @@ def upgrade(doc: Any, path: str | Path = "the file") -> dict[str, Any]:
     """A results document of this version from any version's, with per-image records; else a one-line error."""
     if isinstance(doc, dict) and doc.get("mocodec") == FORMAT and doc.get("version") == VERSION:
         return doc
-    if isinstance(doc, dict) and doc.get("mocodec") == "eval-task" and isinstance(doc.get("entries"), list) and {"task", "dataset"} <= set(doc):
+    if (
+        isinstance(doc, dict)
+        and doc.get("mocodec") == "eval-task"
+        and isinstance(doc.get("entries"), list)
+        and {"task", "dataset"} <= set(doc)
+    ):
         return _from_eval_task(doc)
     if isinstance(doc, dict) and isinstance(doc.get("per_image"), list) and isinstance(doc.get("results"), dict):
         return _from_eval_rd(doc)
@@ -211,9 +227,16 @@ def _from_eval_task(doc: dict[str, Any]) -> dict[str, Any]:
     """eval-task files of versions 1 and 2: the same layout, without the fidelity list (version 2 recorded PSNR)."""
     fidelity = ["psnr-rgb"] if doc.get("version") == 2 else []
     metrics = {m: {**meta, "per_image": meta.get("per_image", True)} for m, meta in doc.get("metrics", {}).items()}
-    out = {"mocodec": FORMAT, "version": VERSION, "task": doc["task"], "dataset": doc["dataset"], "fidelity": fidelity,
-           "metrics": {**{m: FIDELITY[m].meta() for m in fidelity}, **{m: v for m, v in metrics.items() if m not in FIDELITY}},
-           "skipped": doc.get("skipped", []), "entries": doc["entries"]}
+    out = {
+        "mocodec": FORMAT,
+        "version": VERSION,
+        "task": doc["task"],
+        "dataset": doc["dataset"],
+        "fidelity": fidelity,
+        "metrics": {**{m: FIDELITY[m].meta() for m in fidelity}, **{m: v for m, v in metrics.items() if m not in FIDELITY}},
+        "skipped": doc.get("skipped", []),
+        "entries": doc["entries"],
+    }
     if SHARD_KEY in doc:
         out[SHARD_KEY] = doc[SHARD_KEY]
     return out
@@ -226,12 +249,25 @@ def _from_eval_rd(doc: dict[str, Any]) -> dict[str, Any]:
     name = str(doc.get("name", "?"))
     points = {str(q): {"codec": name, "quality": q, "weights": "unknown"} for q in sorted({r["quality"] for r in records})}
     skipped = [{"id": Path(p).name, "path": p, "reason": why} for p, why in doc.get("skipped", [])]
-    entry = {"name": name, "description": doc.get("description", ""), "codec": name, "points": points,
-             "results": doc["results"], "per_image": records}
+    entry = {
+        "name": name,
+        "description": doc.get("description", ""),
+        "codec": name,
+        "points": points,
+        "results": doc["results"],
+        "per_image": records,
+    }
     ids = {r["id"] for r in records}
-    out = {"mocodec": FORMAT, "version": VERSION, "task": {"name": "fidelity"},
-           "dataset": {"root": None, "options": {}, "num_samples": len(ids) + len(skipped)}, "fidelity": fidelity,
-           "metrics": {m: FIDELITY[m].meta() for m in fidelity}, "skipped": skipped, "entries": [entry]}
+    out = {
+        "mocodec": FORMAT,
+        "version": VERSION,
+        "task": {"name": "fidelity"},
+        "dataset": {"root": None, "options": {}, "num_samples": len(ids) + len(skipped)},
+        "fidelity": fidelity,
+        "metrics": {m: FIDELITY[m].meta() for m in fidelity},
+        "skipped": skipped,
+        "entries": [entry],
+    }
     if SHARD_KEY in doc:
         out[SHARD_KEY] = doc[SHARD_KEY]
     return out
@@ -276,7 +312,9 @@ def _check_shards(named: Sequence[tuple[str, dict[str, Any]]]) -> None:
         raise ConfigError(f"{loose[0]} is not a shard file but the others are; merge the shard files of one run")
     counts = {s["count"] for _, s in shards}
     if len(counts) > 1:
-        raise ConfigError(f"the files are shards of runs split in {' and '.join(map(str, sorted(counts)))}; merge the shard files of one run")
+        raise ConfigError(
+            f"the files are shards of runs split in {' and '.join(map(str, sorted(counts)))}; merge the shard files of one run"
+        )
     (count,) = counts
     seen: dict[int, str] = {}
     for name, s in shards:
@@ -313,7 +351,9 @@ def merge_documents(named: Sequence[tuple[str, dict[str, Any]]], summarize_task:
     for name, doc in rest:
         mine, theirs = [e["name"] for e in first_doc["entries"]], [e["name"] for e in doc["entries"]]
         if mine != theirs:
-            raise ConfigError(f"{first_name} and {name} hold different curves ({', '.join(mine)} vs {', '.join(theirs)}); merge files of one run")
+            raise ConfigError(
+                f"{first_name} and {name} hold different curves ({', '.join(mine)} vs {', '.join(theirs)}); merge files of one run"
+            )
     first = named[0][1]
     merged = {k: v for k, v in first.items() if k not in (SHARD_KEY, "entries", "skipped")}
     entries: dict[str, dict[str, Any]] = {}
@@ -335,8 +375,10 @@ def merge_documents(named: Sequence[tuple[str, dict[str, Any]]], summarize_task:
             for r in entry["per_image"]:
                 key = (entry["name"], r["point"], r["id"])
                 if key in owner:
-                    raise ConfigError(f"{owner[key]} and {name} both hold image '{r['id']}' of curve '{entry['name']}' point {r['point']}: "
-                                      "the files overlap; give each shard once")
+                    raise ConfigError(
+                        f"{owner[key]} and {name} both hold image '{r['id']}' of curve '{entry['name']}' point {r['point']}: "
+                        "the files overlap; give each shard once"
+                    )
                 owner[key] = name
                 into["per_image"].append(r)
     merged["skipped"] = sorted(skipped.values(), key=lambda s: s["id"])
@@ -355,5 +397,19 @@ def restrict(doc: dict[str, Any], ids: set[str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FORMAT", "VERSION", "SHARD_KEY", "Results", "new_document", "task_metric_names", "write_results", "read_document",
-           "read_curves", "upgrade", "higher_is_better", "merge_documents", "restrict", "mean"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "SHARD_KEY",
+    "Results",
+    "new_document",
+    "task_metric_names",
+    "write_results",
+    "read_document",
+    "read_curves",
+    "upgrade",
+    "higher_is_better",
+    "merge_documents",
+    "restrict",
+    "mean",
+]

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import torch.distributed as dist
 
@@ -59,7 +60,7 @@ class Shard:
             raise ConfigError(f"shard {self.index}/{self.count} does not exist; write I/N with 0 <= I < N, e.g. 0/4 ... 3/4")
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """``"I/N"`` -> ``Shard(I, N)``."""
         m = _SHARD_TEXT.fullmatch(text)
         if m is None:
@@ -67,7 +68,7 @@ class Shard:
         return cls(int(m.group(1)), int(m.group(2)))
 
     @classmethod
-    def from_environment(cls) -> "Shard | None":
+    def from_environment(cls) -> Shard | None:
         """This process's shard under ``torchrun`` (``RANK``/``WORLD_SIZE``); None when not launched by it."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(int(os.environ["RANK"]), world) if world > 1 and "RANK" in os.environ else None
@@ -116,9 +117,13 @@ def launch(job: ShardJob, out: str | os.PathLike, devices: int = 1) -> list[Path
         if devices < 1:
             raise ConfigError(f"--devices must be >= 1, got {devices}")
         shards = [Shard(i, devices) for i in range(devices)]
-        run_in_workers(_run_shard, [(job, shard, out) for shard in shards], devices,
-                       crashed=f"a shard's process stopped abruptly (killed, or out of memory?); rerun the same command to resume "
-                               f"from the shard files beside {out}")
+        run_in_workers(
+            _run_shard,
+            [(job, shard, out) for shard in shards],
+            devices,
+            crashed=f"a shard's process stopped abruptly (killed, or out of memory?); rerun the same command to resume "
+            f"from the shard files beside {out}",
+        )
         count = devices
     return [Shard(i, count).part_path(out) for i in range(count)]
 

@@ -36,17 +36,18 @@ import json
 import platform
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from mocodec.codecs.base import device_of
 from mocodec.data.io import list_images, read_image
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
-from mocodec.codecs.base import device_of
 from mocodec.evaluation.coding import code_image, quantize_8bit
 from mocodec.evaluation.metrics import FIDELITY, fidelity_records, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
@@ -118,7 +119,7 @@ class _Coded:
 
     sample: Sample
     x: Tensor | None  # None: the image could not be read (``skipped`` says why)
-    points: list[tuple[RatePoint, Tensor, dict[str, Any]]]  # (point, decoded 8-bit image, coding and fidelity record)
+    points: list[tuple[RatePoint, Tensor, dict[str, Any]]]  # (point, decoded image as uint8, coding and fidelity record)
     skipped: dict[str, str] | None = None
 
 
@@ -147,10 +148,18 @@ class CodingStage(Dataset):
             coded = code_image(self.codecs[point], x, info, estimate=estimate)
             decoded = quantize_8bit(coded.x_hat)
             (measured,) = fidelity_records(decoded[None], x[None], self.fidelity)
-            record = {"id": sample.id, "point": point.point, "quality": int(self.codecs[point].quality), "bytes": coded.num_bytes,
-                      "bpp": coded.bpp, **({"bpp-estimated": coded.bpp_estimated} if estimate else {}), **measured,
-                      "encoding_time": coded.encoding_time, "decoding_time": coded.decoding_time}
-            points.append((point, decoded, record))
+            record = {
+                "id": sample.id,
+                "point": point.point,
+                "quality": int(self.codecs[point].quality),
+                "bytes": coded.num_bytes,
+                "bpp": coded.bpp,
+                **({"bpp-estimated": coded.bpp_estimated} if estimate else {}),
+                **measured,
+                "encoding_time": coded.encoding_time,
+                "decoding_time": coded.decoding_time,
+            }
+            points.append((point, decoded.mul(255).round().to(torch.uint8), record))  # exact, and a quarter of the bytes between processes
         return _Coded(sample, x, points)
 
 
@@ -193,7 +202,7 @@ def judge_chunk(task: Task, chunk: Sequence[_Coded]) -> dict[RatePoint, list[dic
             for point, decoded, record in item.points:
                 decoded_at[point].append((i, decoded, record))
         for point, members in decoded_at.items():
-            decoded = torch.stack([d for _, d, _ in members])
+            decoded = torch.stack([d for _, d, _ in members]).float().div(255)  # the decoded 8-bit images, as the files hold them
             judged = task.compare([references[i] for i, _, _ in members], decoded, [group[i].sample.target for i, _, _ in members])
             out[point] += [{**record, **judgement} for (_, _, record), judgement in zip(members, judged)]
     return out
@@ -224,12 +233,18 @@ def run_sweep(
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     codecs = codecs if codecs is not None else load_codecs(curves)
     if workers and any(device_of(c).type != "cpu" for c in codecs.values()):
-        raise ConfigError("coding workers run on the CPU: with the codecs on a GPU keep --workers 0 "
-                          "(the GPU runs the transforms, this process the entropy coding)")
+        raise ConfigError(
+            "coding workers run on the CPU: with the codecs on a GPU keep --workers 0 "
+            "(the GPU runs the transforms, this process the entropy coding)"
+        )
     where = results.doc["dataset"].get("root") or "its offline default set"
     for curve in curves:
-        results.entry(curve.label, curve.codec, f"{curve.label}: {task.name} {json.dumps(task.identity(), sort_keys=True)} on {where} "
-                                                f"(mocodec, {platform.machine()}, torch {torch.__version__})")
+        results.entry(
+            curve.label,
+            curve.codec,
+            f"{curve.label}: {task.name} {json.dumps(task.identity(), sort_keys=True)} on {where} "
+            f"(mocodec, {platform.machine()}, torch {torch.__version__})",
+        )
         for point in curve.points:
             results.prepare(point.curve, point.point, point_identity(codecs[point]))
     points = [p for c in curves for p in c.points]
@@ -249,8 +264,10 @@ def run_sweep(
     except RuntimeError as exc:  # the DataLoader's word for a worker that died (raised wherever this process is then)
         if not (workers and "DataLoader worker" in str(exc)):
             raise
-        raise MocodecError(f"a coding worker stopped abruptly ({' '.join(str(exc).split())[:120]}); "
-                           "every finished record is saved: rerun the same command to resume") from None
+        raise MocodecError(
+            f"a coding worker stopped abruptly ({' '.join(str(exc).split())[:120]}); "
+            "every finished record is saved: rerun the same command to resume"
+        ) from None
     finally:  # an interrupted run keeps every finished record
         _finish(results, task, skipped, out)
     return results
@@ -314,16 +331,41 @@ def evaluate(
     return run_sweep(task, samples, curves, results, out, codecs=codecs, **kwargs)
 
 
-def evaluate_shard(make_task: Callable[[], Task], curves: Sequence[Curve], out: str | Path, dataset: str | Path | None,
-                   dataset_options: dict[str, Any] | None, shard: Shard, part: Path, *, progress: Progress | None = None,
-                   **kwargs: Any) -> None:
+def evaluate_shard(
+    make_task: Callable[[], Task],
+    curves: Sequence[Curve],
+    out: str | Path,
+    dataset: str | Path | None,
+    dataset_options: dict[str, Any] | None,
+    shard: Shard,
+    part: Path,
+    *,
+    progress: Progress | None = None,
+    **kwargs: Any,
+) -> None:
     """One shard of a split run (a job of :func:`~mocodec.evaluation.shards.launch`): results in ``part``, progress on shard 0."""
-    evaluate(make_task(), curves, part, dataset, dataset_options, shard=shard, resume_from=out,
-             progress=progress if shard.index == 0 else None, **kwargs)
+    evaluate(
+        make_task(),
+        curves,
+        part,
+        dataset,
+        dataset_options,
+        shard=shard,
+        resume_from=out,
+        progress=progress if shard.index == 0 else None,
+        **kwargs,
+    )
 
 
-def evaluate_split(make_task: Callable[[], Task], curves: Sequence[Curve], out: str | Path, dataset: str | Path | None,
-                   dataset_options: dict[str, Any] | None, devices: int, **kwargs: Any) -> dict[str, Any] | None:
+def evaluate_split(
+    make_task: Callable[[], Task],
+    curves: Sequence[Curve],
+    out: str | Path,
+    dataset: str | Path | None,
+    dataset_options: dict[str, Any] | None,
+    devices: int,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
     """A sweep split over ``devices`` processes (or torchrun's ranks), merged into ``out``; the merged document.
 
     ``make_task`` builds the judge in each process. Returns None on torchrun ranks other than 0.
@@ -348,6 +390,15 @@ def merge_files(paths: Sequence[str | Path]) -> dict[str, Any]:
 
 
 __all__ = [
-    "FidelityOnly", "DEFAULT_FIDELITY", "run_sweep", "evaluate", "evaluate_shard", "evaluate_split", "merge_files", "judge_chunk",
-    "create_task_from_options", "task_metrics", "summarizer",
+    "FidelityOnly",
+    "DEFAULT_FIDELITY",
+    "run_sweep",
+    "evaluate",
+    "evaluate_shard",
+    "evaluate_split",
+    "merge_files",
+    "judge_chunk",
+    "create_task_from_options",
+    "task_metrics",
+    "summarizer",
 ]

@@ -50,15 +50,47 @@ Modules: :mod:`.recipe` (the dataclasses, read with jsonargparse), :mod:`.runs` 
 from mocodec.experiment.analysis import MethodData, analyse, analyse_task, comparable, method_data, plan_task_curves, verdict
 from mocodec.experiment.pipeline import evaluate, rewrite_report, run_experiment
 from mocodec.experiment.recipe import (
-    RECIPE_VERSION, CodecEntry, PretrainEntry, Recipe, TaskEntry, TermEntry, load_recipe, parse_recipe, recipe_data,
+    RECIPE_VERSION,
+    CodecEntry,
+    PretrainEntry,
+    Recipe,
+    TaskEntry,
+    TermEntry,
+    load_recipe,
+    parse_recipe,
+    recipe_data,
 )
 from mocodec.experiment.report import BD_COLUMNS, bd_markdown, bd_rows, report_markdown
 from mocodec.experiment.runs import Run, compared_runs, pretraining_runs, term_shares, train_run, train_runs
 
 __all__ = [
-    "RECIPE_VERSION", "PretrainEntry", "CodecEntry", "TermEntry", "TaskEntry", "Recipe", "load_recipe", "parse_recipe", "recipe_data",
-    "Run", "compared_runs", "pretraining_runs", "train_run", "train_runs", "term_shares",
-    "MethodData", "method_data", "analyse", "verdict", "comparable", "plan_task_curves", "analyse_task",
-    "BD_COLUMNS", "bd_rows", "bd_markdown", "report_markdown",
-    "run_experiment", "evaluate", "rewrite_report",
+    "RECIPE_VERSION",
+    "PretrainEntry",
+    "CodecEntry",
+    "TermEntry",
+    "TaskEntry",
+    "Recipe",
+    "load_recipe",
+    "parse_recipe",
+    "recipe_data",
+    "Run",
+    "compared_runs",
+    "pretraining_runs",
+    "train_run",
+    "train_runs",
+    "term_shares",
+    "MethodData",
+    "method_data",
+    "analyse",
+    "verdict",
+    "comparable",
+    "plan_task_curves",
+    "analyse_task",
+    "BD_COLUMNS",
+    "bd_rows",
+    "bd_markdown",
+    "report_markdown",
+    "run_experiment",
+    "evaluate",
+    "rewrite_report",
 ]

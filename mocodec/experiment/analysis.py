@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,12 @@ INCOMPARABLE = re.compile(r"metric ranges? overlap|no common metric range|fewer 
 
 def curve_groups(recipe: Recipe) -> dict[str, str]:
     """Each trained curve's label in the results (one per codec, term and seed) -> its method (codec and term)."""
-    return {f"{recipe.method(codec, term)} seed{seed}": recipe.method(codec, term)
-            for codec in recipe.codecs for term in recipe.terms for seed in recipe.seeds}
+    return {
+        f"{recipe.method(codec, term)} seed{seed}": recipe.method(codec, term)
+        for codec in recipe.codecs
+        for term in recipe.terms
+        for seed in recipe.seeds
+    }
 
 
 def plan_task_curves(recipe: Recipe, out: Path) -> tuple[list[Curve], dict[str, str]]:
@@ -74,7 +79,9 @@ def plan_task_curves(recipe: Recipe, out: Path) -> tuple[list[Curve], dict[str, 
             for seed in recipe.seeds:
                 label = f"{recipe.method(codec, term)} seed{seed}"
                 runs = [Run(codec, term, lmbda, seed) for lmbda in term.lmbdas]
-                points = tuple(RatePoint(label, r.point, CodecSpec.parse(f"ckpt:{checkpoint_of(out / 'runs' / r.name)}"), None) for r in runs)
+                points = tuple(
+                    RatePoint(label, r.point, CodecSpec.parse(f"ckpt:{checkpoint_of(out / 'runs' / r.name)}"), None) for r in runs
+                )
                 curves.append(Curve(label, f"{codec.codec} trained on {term.label}", points))
     if recipe.baselines:
         curves += plan_curves(list(recipe.baselines), [f"{name}={','.join(map(str, q))}" for name, q in recipe.baselines.items()])
@@ -86,8 +93,10 @@ def analyse_task(recipe: Recipe, task_entry: TaskEntry, task: type[Task] | Task,
     unknown = [m for m in task_entry.metrics if m not in doc["metrics"] or doc["metrics"][m]["reference"]]
     if unknown:
         rate_metrics = [m for m, meta in doc["metrics"].items() if not meta["reference"]]
-        raise ConfigError(f"tasks.{task_entry.label}.metrics: '{unknown[0]}' is not a rate-dependent metric of "
-                          f"{task_entry.task}; use some of {', '.join(rate_metrics)}")
+        raise ConfigError(
+            f"tasks.{task_entry.label}.metrics: '{unknown[0]}' is not a rate-dependent metric of "
+            f"{task_entry.task}; use some of {', '.join(rate_metrics)}"
+        )
     methods, ids = method_data(doc, task, curve_groups(recipe), task_entry.metrics)
     directions = {m: doc["metrics"][m]["higher_is_better"] for m in task_entry.metrics}
     anchor = recipe.method(recipe.codecs[0], next(t for t in recipe.terms if t.label == recipe.anchor))
@@ -97,10 +106,15 @@ def analyse_task(recipe: Recipe, task_entry: TaskEntry, task: type[Task] | Task,
     originals = [r for r in first["per_image"] if r["point"] == next(iter(first["points"])) and r["id"] in set(ids)]
     reference = {m: v for m, v in task.summarize(originals).items() if doc["metrics"].get(m, {}).get("reference") and v is not None}
     return {
-        "task": task_entry.label, "identity": doc["task"], "dataset": doc["dataset"], "num_images": len(ids),
-        "anchor": anchor, "reference": reference,
+        "task": task_entry.label,
+        "identity": doc["task"],
+        "dataset": doc["dataset"],
+        "num_images": len(ids),
+        "anchor": anchor,
+        "reference": reference,
         "metrics": {m: {"label": doc["metrics"][m]["label"], "higher_is_better": directions[m]} for m in task_entry.metrics},
-        "results": f"results/{task_entry.label}.json", **analysis,
+        "results": f"results/{task_entry.label}.json",
+        **analysis,
     }
 
 
@@ -121,7 +135,9 @@ class MethodData:
         return next(iter(self.values.values())).shape[0]
 
 
-def method_data(doc: Mapping[str, Any], task: type[Task] | Task, groups: Mapping[str, str], metrics: Sequence[str]) -> tuple[list[MethodData], list[str]]:
+def method_data(
+    doc: Mapping[str, Any], task: type[Task] | Task, groups: Mapping[str, str], metrics: Sequence[str]
+) -> tuple[list[MethodData], list[str]]:
     """Every method of a results document (entries grouped by ``groups``: entry name -> method), and the image ids.
 
     Entries not in ``groups`` are baselines, one method each. Only images that every entry
@@ -202,8 +218,9 @@ def verdict(low: float, high: float, anchor: str, lower_is_gain: bool = True, no
     return f"better than {anchor}" if gain else f"worse than {anchor}"
 
 
-def analyse(methods: Sequence[MethodData], metrics: Mapping[str, bool], anchor: str, resamples: int = 1000,
-            coverage: float = 0.95, seed: int = 0) -> dict[str, Any]:
+def analyse(
+    methods: Sequence[MethodData], metrics: Mapping[str, bool], anchor: str, resamples: int = 1000, coverage: float = 0.95, seed: int = 0
+) -> dict[str, Any]:
     """Curves with intervals and BD rows against ``anchor`` (see the module docstring).
 
     ``metrics``: metric -> higher_is_better. Returns ``{"curves": [...], "bd": [...]}`` where a
@@ -239,10 +256,18 @@ def analyse(methods: Sequence[MethodData], metrics: Mapping[str, bool], anchor: 
             bd_rate = [est.bd_rate, *_interval([b.bd_rate for b in samples], coverage)]
             bd_metric = [est.bd_metric, *_interval([b.bd_metric for b in samples], coverage)]
             low, high = bd_rate[1:] if math.isfinite(est.bd_rate) else (math.nan, math.nan)
-            rows.append({
-                "curve": m.name, "metric": metric, "higher_is_better": higher, "points": est.points, "note": est.note,
-                "bd_rate": bd_rate, "bd_metric": bd_metric, "verdict": verdict(low, high, anchor, note=est.note),
-            })
+            rows.append(
+                {
+                    "curve": m.name,
+                    "metric": metric,
+                    "higher_is_better": higher,
+                    "points": est.points,
+                    "note": est.note,
+                    "bd_rate": bd_rate,
+                    "bd_metric": bd_metric,
+                    "verdict": verdict(low, high, anchor, note=est.note),
+                }
+            )
     return {"curves": curves, "bd": rows}
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from mocodec.errors import ConfigError, OutputExistsError
-from mocodec.evaluation.results import read_document
 from mocodec.evaluation import sweep
+from mocodec.evaluation.results import read_document
 from mocodec.evaluation.sweep import Progress, create_task_from_options
 from mocodec.experiment.analysis import analyse_task, plan_task_curves
 from mocodec.experiment.recipe import RECIPE_VERSION, Recipe, TaskEntry, load_recipe, recipe_data
@@ -29,8 +29,9 @@ from mocodec.tasks.base import Task
 from mocodec.utils.provenance import code_version
 
 
-def run_experiment(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress: Progress | None = None,
-                   command: str | None = None, jobs: int = 1) -> dict[str, Any]:
+def run_experiment(
+    recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress: Progress | None = None, command: str | None = None, jobs: int = 1
+) -> dict[str, Any]:
     """Train, evaluate, analyse and report (:mod:`mocodec.experiment`); returns ``summary.json``'s content.
 
     ``command``: the command line that ran it, quoted in the report. ``jobs``: training runs
@@ -62,9 +63,15 @@ def run_experiment(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, 
             phase = "evaluation" if "analyses" in locals() else "training"
             state["wall_time"][phase] += time.monotonic() - started
         atomic_write_json(state_path, state)
-    summary = {"experiment": recipe.name, "version": RECIPE_VERSION, "code_version": code_version(), "command": command,
-               "wall_time": {**state["wall_time"], "total": sum(state["wall_time"].values())},
-               "runs": done, "tasks": analyses}
+    summary = {
+        "experiment": recipe.name,
+        "version": RECIPE_VERSION,
+        "code_version": code_version(),
+        "command": command,
+        "wall_time": {**state["wall_time"], "total": sum(state["wall_time"].values())},
+        "runs": done,
+        "tasks": analyses,
+    }
     write_artefacts(recipe, out, summary)
     atomic_write_json(out / "summary.json", summary)
     if recipe.wandb:
@@ -79,8 +86,16 @@ def evaluate(recipe: Recipe, task_entry: TaskEntry, out: Path, progress: Progres
     task = create_task_from_options(task_entry.task, dict(task_entry.options))
     path = out / "results" / f"{task_entry.label}.json"
     try:
-        results = sweep.evaluate(task, curves, path, task_entry.dataset, dict(task_entry.dataset_options),
-                                 chunk_size=recipe.chunk_size, workers=recipe.workers, progress=progress)
+        results = sweep.evaluate(
+            task,
+            curves,
+            path,
+            task_entry.dataset,
+            dict(task_entry.dataset_options),
+            chunk_size=recipe.chunk_size,
+            workers=recipe.workers,
+            progress=progress,
+        )
     except OutputExistsError as exc:  # the sweep's own advice (--force) is not an option of this command
         reason = str(exc).split(";")[0]
         raise OutputExistsError(f"{reason}; delete it to judge task {task_entry.label} again (the trained runs are kept)") from None
@@ -112,8 +127,11 @@ def rewrite_report(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, 
         log(f"analysing {task_entry.label} ({task_entry.task})")
         task = task_class(task_entry.task)  # its summaries, not its judgements: no model is built
         analyses.append(analyse_task(recipe, task_entry, task, doc))
-    summary = {**{key: old[key] for key in ("experiment", "version", "code_version", "command", "wall_time", "runs")},
-               "report_rewritten": {"command": command, "code_version": code_version()}, "tasks": analyses}
+    summary = {
+        **{key: old[key] for key in ("experiment", "version", "code_version", "command", "wall_time", "runs")},
+        "report_rewritten": {"command": command, "code_version": code_version()},
+        "tasks": analyses,
+    }
     write_artefacts(recipe, out, summary)
     atomic_write_json(out / "summary.json", summary)
     log(f"report: {out / 'report.md'}")

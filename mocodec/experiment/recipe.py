@@ -22,18 +22,19 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from jsonargparse import ArgumentError, ArgumentParser
 
 from mocodec.codecs import CODECS
-from mocodec.utils.options import check_options
 from mocodec.errors import ConfigError
 from mocodec.losses import DISTORTIONS
 from mocodec.tasks import TASKS
+from mocodec.utils.options import check_options
 
 RECIPE_VERSION = 1
 # The run's own choices in its LightningCLI config: a recipe sets them through codecs, terms and seeds.
@@ -291,8 +292,12 @@ def _describe(hint: Any, plural: bool = False) -> str:
     if hint is dict or origin is dict:
         values = f" of names to {_describe(args[1], plural=True)}" if args else ""
         return ("mappings" if plural else "a mapping") + values
-    words = {int: ("a whole number", "whole numbers"), float: ("a number", "numbers"), str: ("a text", "texts"),
-             bool: ("true or false", "true or false")}
+    words = {
+        int: ("a whole number", "whole numbers"),
+        float: ("a number", "numbers"),
+        str: ("a text", "texts"),
+        bool: ("true or false", "true or false"),
+    }
     singular, many = words.get(hint, (getattr(hint, "__name__", str(hint)), getattr(hint, "__name__", str(hint))))
     return many if plural else singular
 
@@ -322,15 +327,19 @@ def validate(recipe: Recipe) -> None:
     for codec in recipe.codecs:
         CODECS.get(codec.codec)  # unknown names list the known ones
         if codec.pretrain is not None and (codec.pretrain.steps < 1 or codec.pretrain.lmbda <= 0):
-            raise ConfigError(f"codecs.{codec.label}.pretrain needs steps >= 1 and lmbda > 0, "
-                              f"got steps={codec.pretrain.steps}, lmbda={codec.pretrain.lmbda}")
+            raise ConfigError(
+                f"codecs.{codec.label}.pretrain needs steps >= 1 and lmbda > 0, "
+                f"got steps={codec.pretrain.steps}, lmbda={codec.pretrain.lmbda}"
+            )
     for term in recipe.terms:
         if not term.lmbdas:
             raise ConfigError(f"terms.{term.label}.lmbdas must be a list of numbers, got []")
         for codec in recipe.codecs:
             if codec.qualities is not None and len(codec.qualities) != len(term.lmbdas):
-                raise ConfigError(f"codecs.{codec.label}.qualities has {len(codec.qualities)} entries but terms.{term.label}.lmbdas "
-                                  f"{len(term.lmbdas)}: give one quality per rate point")
+                raise ConfigError(
+                    f"codecs.{codec.label}.qualities has {len(codec.qualities)} entries but terms.{term.label}.lmbdas "
+                    f"{len(term.lmbdas)}: give one quality per rate point"
+                )
     sets = [(f"terms.{t.label}", t.distortions) for t in recipe.terms]
     sets += [(f"codecs.{c.label}.pretrain", c.pretrain.distortions) for c in recipe.codecs if c.pretrain is not None]
     for where, distortions in sets:
@@ -349,12 +358,16 @@ def validate(recipe: Recipe) -> None:
     if recipe.anchor not in [t.label for t in recipe.terms]:
         raise ConfigError(f"anchor '{recipe.anchor}' is not a term; the terms are: {', '.join(t.label for t in recipe.terms)}")
     if recipe.steps < 1 or not 1 <= recipe.checkpoints <= recipe.steps:
-        raise ConfigError(f"steps must be >= 1 and checkpoints between 1 and steps, got steps={recipe.steps}, checkpoints={recipe.checkpoints}")
-    for where, steps in [("steps", recipe.steps)] + [(f"codecs.{c.label}.pretrain.steps", c.pretrain.steps)
-                                                     for c in recipe.codecs if c.pretrain is not None]:
+        raise ConfigError(
+            f"steps must be >= 1 and checkpoints between 1 and steps, got steps={recipe.steps}, checkpoints={recipe.checkpoints}"
+        )
+    for where, steps in [("steps", recipe.steps)] + [
+        (f"codecs.{c.label}.pretrain.steps", c.pretrain.steps) for c in recipe.codecs if c.pretrain is not None
+    ]:
         if steps < recipe.checkpoints or steps % recipe.checkpoints:
-            raise ConfigError(f"{where} ({steps}) must be a multiple of checkpoints ({recipe.checkpoints}), "
-                              "so the last checkpoint is the last step")
+            raise ConfigError(
+                f"{where} ({steps}) must be a multiple of checkpoints ({recipe.checkpoints}), so the last checkpoint is the last step"
+            )
     if recipe.workers < 0:
         raise ConfigError(f"workers must be >= 0 (0: code in the judge's process), got {recipe.workers}")
     if not recipe.seeds or len(set(recipe.seeds)) != len(recipe.seeds):
@@ -387,5 +400,15 @@ def recipe_data(recipe: Recipe) -> dict[str, Any]:
     return data
 
 
-__all__ = ["RECIPE_VERSION", "PretrainEntry", "CodecEntry", "TermEntry", "TaskEntry", "Recipe",
-           "load_recipe", "parse_recipe", "validate", "recipe_data"]
+__all__ = [
+    "RECIPE_VERSION",
+    "PretrainEntry",
+    "CodecEntry",
+    "TermEntry",
+    "TaskEntry",
+    "Recipe",
+    "load_recipe",
+    "parse_recipe",
+    "validate",
+    "recipe_data",
+]

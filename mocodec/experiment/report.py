@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mocodec.evaluation.bd import LOW_OVERLAP
 from mocodec.evaluation.plots import plot_intervals
@@ -24,8 +25,20 @@ from mocodec.experiment.runs import Run, compared_runs
 from mocodec.files import atomic_write_text
 from mocodec.utils.tables import to_csv, to_markdown
 
-BD_COLUMNS = ("task", "curve", "metric", "points", "bd_rate", "bd_rate_low", "bd_rate_high",
-              "bd_metric", "bd_metric_low", "bd_metric_high", "verdict", "note")
+BD_COLUMNS = (
+    "task",
+    "curve",
+    "metric",
+    "points",
+    "bd_rate",
+    "bd_rate_low",
+    "bd_rate_high",
+    "bd_metric",
+    "bd_metric_low",
+    "bd_metric_high",
+    "verdict",
+    "note",
+)
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -39,17 +52,40 @@ def _with_interval(values: Sequence[float], digits: int = 2) -> str:
 
 def bd_rows(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The BD table of one task as flat rows (:data:`BD_COLUMNS`), the CSV's content."""
-    return [{"task": analysis["task"], "curve": r["curve"], "metric": r["metric"], "points": r["points"],
-             "bd_rate": r["bd_rate"][0], "bd_rate_low": r["bd_rate"][1], "bd_rate_high": r["bd_rate"][2],
-             "bd_metric": r["bd_metric"][0], "bd_metric_low": r["bd_metric"][1], "bd_metric_high": r["bd_metric"][2],
-             "verdict": r["verdict"], "note": r["note"]} for r in analysis["bd"]]
+    return [
+        {
+            "task": analysis["task"],
+            "curve": r["curve"],
+            "metric": r["metric"],
+            "points": r["points"],
+            "bd_rate": r["bd_rate"][0],
+            "bd_rate_low": r["bd_rate"][1],
+            "bd_rate_high": r["bd_rate"][2],
+            "bd_metric": r["bd_metric"][0],
+            "bd_metric_low": r["bd_metric"][1],
+            "bd_metric_high": r["bd_metric"][2],
+            "verdict": r["verdict"],
+            "note": r["note"],
+        }
+        for r in analysis["bd"]
+    ]
 
 
 def bd_markdown(analysis: Mapping[str, Any], coverage: float) -> str:
     """The BD table of one task in Markdown: estimates with their intervals, verdict and note."""
     rate, metric = f"BD-rate [%] ({coverage:.0%} interval)", f"BD-metric ({coverage:.0%} interval)"
-    rows = [{"curve": r["curve"], "metric": r["metric"], "points": r["points"], rate: _with_interval(r["bd_rate"]),
-             metric: _with_interval(r["bd_metric"], 4), "verdict": r["verdict"], "note": r["note"]} for r in analysis["bd"]]
+    rows = [
+        {
+            "curve": r["curve"],
+            "metric": r["metric"],
+            "points": r["points"],
+            rate: _with_interval(r["bd_rate"]),
+            metric: _with_interval(r["bd_metric"], 4),
+            "verdict": r["verdict"],
+            "note": r["note"],
+        }
+        for r in analysis["bd"]
+    ]
     return to_markdown(rows, ["curve", "metric", "points", rate, metric, "verdict", "note"])
 
 
@@ -83,17 +119,24 @@ def plain_words(row: Mapping[str, Any], anchor: str) -> str:
     if row["verdict"] == "inside the noise":
         return f"inside the noise: the interval holds 0, so this experiment cannot tell {row['curve']} from {anchor}"
     if row["verdict"] == "not comparable":
-        reason = ("a curve has too few points for the interpolation" if "fewer than" in row["note"]
-                  else f"the two curves share too little of their {row['metric']} range")
-        return (f"not comparable: {reason} ({row['note']}), so this BD-rate does not compare {row['curve']} with {anchor}, "
-                "whatever its interval; read the figure instead")
+        reason = (
+            "a curve has too few points for the interpolation"
+            if "fewer than" in row["note"]
+            else f"the two curves share too little of their {row['metric']} range"
+        )
+        return (
+            f"not comparable: {reason} ({row['note']}), so this BD-rate does not compare {row['curve']} with {anchor}, "
+            "whatever its interval; read the figure instead"
+        )
     return row["verdict"] + (f" ({row['note']})" if row["note"] else "")
 
 
 def _rewritten(rewrite: Mapping[str, Any]) -> str:
     by = f" by `{rewrite['command']}`" if rewrite.get("command") else ""
-    return (f"- Report rewritten from the recorded results{by} (code version `{rewrite['code_version']}`): "
-            "the current analysis of the same per-image records; nothing was trained or judged again.")
+    return (
+        f"- Report rewritten from the recorded results{by} (code version `{rewrite['code_version']}`): "
+        "the current analysis of the same per-image records; nothing was trained or judged again."
+    )
 
 
 def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
@@ -102,7 +145,10 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
     data = recipe.training.get("data", {})
     rewritten = summary.get("report_rewritten")
     lines = [
-        f"# Experiment `{recipe.name}`", "", recipe.description.strip(), "",
+        f"# Experiment `{recipe.name}`",
+        "",
+        recipe.description.strip(),
+        "",
         *([f"- Command: `{summary['command']}`"] if summary.get("command") else []),
         f"- Code version: `{summary['code_version']}`; wall time {wall['total'] / 60:.1f} min "
         f"(training {wall['training'] / 60:.1f} min, evaluation {wall['evaluation'] / 60:.1f} min; summed over invocations).",
@@ -110,15 +156,20 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
         f"- Every run: {recipe.steps} steps (compared at equal steps), seeds {', '.join(map(str, recipe.seeds))}, "
         f"batch {data.get('batch_size', 'default')}, crops {data.get('crop_size', 'default')} px, "
         f"training images: {data.get('train') or 'the embedded training photographs'}.",
-        *[f"- Every run of `{c.label}` is fine-tuned from a base trained by the recipe for {c.pretrain.steps} steps on "
-          f"`{json.dumps(c.pretrain.distortions)}` at λ {c.pretrain.lmbda:g}, one base per seed "
-          f"(`runs/{Run.pretraining_of(c, recipe.seeds[0]).name}`, ...), with fresh optimisers."
-          for c in recipe.codecs if c.pretrain is not None],
+        *[
+            f"- Every run of `{c.label}` is fine-tuned from a base trained by the recipe for {c.pretrain.steps} steps on "
+            f"`{json.dumps(c.pretrain.distortions)}` at λ {c.pretrain.lmbda:g}, one base per seed "
+            f"(`runs/{Run.pretraining_of(c, recipe.seeds[0]).name}`, ...), with fresh optimisers."
+            for c in recipe.codecs
+            if c.pretrain is not None
+        ],
         f"- Intervals: {recipe.interval:.0%} percentile bootstrap ({recipe.bootstrap} resamples) over images and seeds; "
         "a difference whose BD-rate interval holds 0 is **inside the noise**. A BD-rate is averaged over the metric range "
         f"both curves reach: where that is less than {LOW_OVERLAP:.0%} of their joint range, or a curve has too few points, "
         "the row is **not comparable**, whatever its interval.",
-        "", "## Codecs and distortion terms", "",
+        "",
+        "## Codecs and distortion terms",
+        "",
         "| term | codec | distortions | λ | balancing | share of the loss at the end of training (mean over runs) |",
         "|---|---|---|---|---|---|",
     ]
@@ -128,29 +179,46 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
             start = f", from {codec.init_weights} weights" if codec.init_weights else ""
             arch = f"{codec.codec} q{qualities} {json.dumps(codec.kwargs) if codec.kwargs else ''}".strip() + start
             balance = f"after {term.balance_warmup} steps" if term.balance_warmup is not None else "off"
-            lines.append(f"| {recipe.method(codec, term)} | {arch} | `{json.dumps(term.distortions)}` | "
-                         f"{', '.join(f'{v:g}' for v in term.lmbdas)} | {balance} | {_mean_shares(recipe, term, summary['runs'])} |")
-    lines += ["", "Balancing (`balance_warmup`): after the warm-up every term is rescaled to the running mean of the first "
-              "(reference) term, so a weight states the term's share of the distortion at the working point reached in training, "
-              "not at initialisation. Shares come from the runs' `train/share_*` logs (last 20 % of the logged steps)."]
+            lines.append(
+                f"| {recipe.method(codec, term)} | {arch} | `{json.dumps(term.distortions)}` | "
+                f"{', '.join(f'{v:g}' for v in term.lmbdas)} | {balance} | {_mean_shares(recipe, term, summary['runs'])} |"
+            )
+    lines += [
+        "",
+        "Balancing (`balance_warmup`): after the warm-up every term is rescaled to the running mean of the first "
+        "(reference) term, so a weight states the term's share of the distortion at the working point reached in training, "
+        "not at initialisation. Shares come from the runs' `train/share_*` logs (last 20 % of the logged steps).",
+    ]
     for analysis in summary["tasks"]:
         files = summary["files"][analysis["task"]]
         primary = next(iter(analysis["metrics"]))
         ident = analysis["identity"]
-        lines += ["", f"## Task `{analysis['task']}`: {ident['name']} judged by {ident.get('model', '?')} "
-                      f"(weights: {ident.get('weights', '?')})", ""]
+        lines += [
+            "",
+            f"## Task `{analysis['task']}`: {ident['name']} judged by {ident.get('model', '?')} (weights: {ident.get('weights', '?')})",
+            "",
+        ]
         facts = [f"{analysis['num_images']} images ({analysis['dataset'].get('root') or 'tiles of the held-out embedded photographs'})"]
         facts += [f"{m} on the originals {v:.3f}" for m, v in analysis["reference"].items()]
-        lines += ["- " + "; ".join(facts) + ".",
-                  f"- Primary measure: **{analysis['metrics'][primary]['label']}**; "
-                  f"also {', '.join(meta['label'] for m, meta in analysis['metrics'].items() if m != primary) or 'nothing else'}.",
-                  f"- Files: [figure]({files['figure']}), [BD table]({files['bd_markdown']}) ([CSV]({files['bd_csv']})), "
-                  f"[per-image results]({files['results']}).", "",
-                  f"![{analysis['task']}]({files['figure']})", "",
-                  f"BD against `{analysis['anchor']}` (BD-rate < 0: fewer bits at equal metric):", "",
-                  bd_markdown(analysis, recipe.interval), "### In plain words", ""]
+        lines += [
+            "- " + "; ".join(facts) + ".",
+            f"- Primary measure: **{analysis['metrics'][primary]['label']}**; "
+            f"also {', '.join(meta['label'] for m, meta in analysis['metrics'].items() if m != primary) or 'nothing else'}.",
+            f"- Files: [figure]({files['figure']}), [BD table]({files['bd_markdown']}) ([CSV]({files['bd_csv']})), "
+            f"[per-image results]({files['results']}).",
+            "",
+            f"![{analysis['task']}]({files['figure']})",
+            "",
+            f"BD against `{analysis['anchor']}` (BD-rate < 0: fewer bits at equal metric):",
+            "",
+            bd_markdown(analysis, recipe.interval),
+            "### In plain words",
+            "",
+        ]
         for row in analysis["bd"]:
-            lines.append(f"- {row['curve']} on {row['metric']}: BD-rate {_with_interval(row['bd_rate'])} %: {plain_words(row, analysis['anchor'])}.")
+            lines.append(
+                f"- {row['curve']} on {row['metric']}: BD-rate {_with_interval(row['bd_rate'])} %: {plain_words(row, analysis['anchor'])}."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -158,15 +226,26 @@ def log_to_wandb(recipe: Recipe, out: Path, summary: Mapping[str, Any]) -> None:
     """An ``evaluation`` run in the experiment's W&B group with the figures, BD tables and wall time."""
     import wandb  # optional and slow to import: only when the recipe logs to W&B
 
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "mocodec"), group=recipe.name, job_type="evaluation",
-                     name=f"{recipe.name}-evaluation", dir=str(out), config=recipe_data(recipe),
-                     mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous")
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "mocodec"),
+        group=recipe.name,
+        job_type="evaluation",
+        name=f"{recipe.name}-evaluation",
+        dir=str(out),
+        config=recipe_data(recipe),
+        mode=os.environ.get("WANDB_MODE", "offline"),
+        reinit="finish_previous",
+    )
     try:
         for analysis in summary["tasks"]:
             label = analysis["task"]
             rows = bd_rows(analysis)
-            run.log({f"{label}/figure": wandb.Image(str(out / summary["files"][label]["figure"])),
-                     f"{label}/bd": wandb.Table(columns=list(BD_COLUMNS), data=[[r[c] for c in BD_COLUMNS] for r in rows])})
+            run.log(
+                {
+                    f"{label}/figure": wandb.Image(str(out / summary["files"][label]["figure"])),
+                    f"{label}/bd": wandb.Table(columns=list(BD_COLUMNS), data=[[r[c] for c in BD_COLUMNS] for r in rows]),
+                }
+            )
         run.summary.update({"wall_time_min": summary["wall_time"]["total"] / 60})
     finally:
         run.finish()

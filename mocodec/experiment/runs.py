@@ -20,9 +20,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import yaml
 
@@ -51,7 +52,7 @@ class Run:
     pretraining: bool = False
 
     @classmethod
-    def pretraining_of(cls, codec: CodecEntry, seed: int) -> "Run":
+    def pretraining_of(cls, codec: CodecEntry, seed: int) -> Run:
         base = codec.pretrain
         return cls(codec, TermEntry(PRETRAIN, base.distortions, (base.lmbda,)), base.lmbda, seed, pretraining=True)
 
@@ -67,7 +68,7 @@ class Run:
         return f"lambda={self.lmbda:g}"
 
     @property
-    def base(self) -> "Run | None":
+    def base(self) -> Run | None:
         """The pretraining run this run starts from; None: it starts from the codec's ``init_weights``."""
         if self.pretraining or self.codec.pretrain is None:
             return None
@@ -88,20 +89,28 @@ class Run:
         steps = self.steps(recipe)
         config = copy.deepcopy(dict(recipe.training))
         trainer = config.setdefault("trainer", {})
-        trainer.update({
-            "default_root_dir": str(out / "runs" / self.name),
-            "max_steps": steps,
-            "max_epochs": -1,
-            # Validate (and write last.ckpt) every steps / checkpoints global steps, across epochs.
-            "val_check_interval": steps // recipe.checkpoints,
-            "check_val_every_n_epoch": None,
-        })
+        trainer.update(
+            {
+                "default_root_dir": str(out / "runs" / self.name),
+                "max_steps": steps,
+                "max_epochs": -1,
+                # Validate (and write last.ckpt) every steps / checkpoints global steps, across epochs.
+                "val_check_interval": steps // recipe.checkpoints,
+                "check_val_every_n_epoch": None,
+            }
+        )
         base = self.base
-        config.setdefault("model", {}).update({
-            "codec": self.codec.codec, "quality": self.quality, "codec_kwargs": dict(self.codec.kwargs),
-            "init_weights": str(checkpoint_of(out / "runs" / base.name)) if base else self.codec.init_weights,
-            "lmbda": self.lmbda, "distortions": copy.deepcopy(self.term.distortions), "balance_warmup": self.term.balance_warmup,
-        })
+        config.setdefault("model", {}).update(
+            {
+                "codec": self.codec.codec,
+                "quality": self.quality,
+                "codec_kwargs": dict(self.codec.kwargs),
+                "init_weights": str(checkpoint_of(out / "runs" / base.name)) if base else self.codec.init_weights,
+                "lmbda": self.lmbda,
+                "distortions": copy.deepcopy(self.term.distortions),
+                "balance_warmup": self.term.balance_warmup,
+            }
+        )
         config["seed_everything"] = self.seed
         return config
 
@@ -159,8 +168,9 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str
     if done_path.is_file():
         done = json.loads(done_path.read_text())
         if done.get("config_digest") != config_digest:
-            raise ConfigError(f"run {run.name} in {out} was trained with another configuration; "
-                              f"delete {run_dir} to retrain it, or choose another --out")
+            raise ConfigError(
+                f"run {run.name} in {out} was trained with another configuration; delete {run_dir} to retrain it, or choose another --out"
+            )
         return done
     config_path = run_dir / "train.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
@@ -171,10 +181,18 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str
         training.run_cli(["fit", "--config", str(config_path), "--ckpt_path", "last"])
     steps = int(load_checkpoint(checkpoint_of(run_dir)).get("global_step", -1))
     if steps != run.steps(recipe):
-        raise ConfigError(f"run {run.name} ended at step {steps}, not {run.steps(recipe)}; check the training section of the recipe "
-                          "(max_steps and val_check_interval are set by the recipe)")
-    done = {"run": run.name, "steps": steps, "config_digest": config_digest, "wall_time": time.monotonic() - start,
-            "checkpoint": str(checkpoint_of(run_dir).relative_to(out)), "shares": term_shares(run_dir)}
+        raise ConfigError(
+            f"run {run.name} ended at step {steps}, not {run.steps(recipe)}; check the training section of the recipe "
+            "(max_steps and val_check_interval are set by the recipe)"
+        )
+    done = {
+        "run": run.name,
+        "steps": steps,
+        "config_digest": config_digest,
+        "wall_time": time.monotonic() - start,
+        "checkpoint": str(checkpoint_of(run_dir).relative_to(out)),
+        "shares": term_shares(run_dir),
+    }
     atomic_write_json(done_path, done)
     return done
 
@@ -190,7 +208,7 @@ def term_shares(run_dir: Path, tail: float = 0.2) -> dict[str, float]:
     if not rows:
         return {}
     steps = sorted(rows)
-    last = steps[-max(1, math.ceil(len(steps) * tail)):]
+    last = steps[-max(1, math.ceil(len(steps) * tail)) :]
     keys = rows[last[-1]].keys()
     return {k: sum(rows[s].get(k, 0.0) for s in last) / len(last) for k in keys}
 
@@ -215,15 +233,22 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
         return {r.name: done[r.name] for r in runs}
     workers = min(jobs, len(pending))
     train_log = out / "runs" / "<run>" / "train.log"
-    log(f"training {len(pending)} runs, {workers} at a time with {threads_per_worker(workers)} thread(s) each; each run's output: {train_log}")
+    log(
+        f"training {len(pending)} runs, {workers} at a time with {threads_per_worker(workers)} thread(s) each; each run's output: {train_log}"
+    )
 
     def finished(index: int, record: dict[str, Any]) -> None:
         done[pending[index].name] = record
         log(f"[{len(done)}/{len(runs)}] {pending[index].name} done ({record['wall_time']:.0f} s)")
 
-    run_in_workers(train_in_worker, [(run, recipe, out) for run in pending], workers, on_done=finished,
-                   crashed=f"a training worker stopped abruptly (killed, or out of memory?); the unfinished runs' output is in "
-                           f"{train_log}; rerun the same command to resume")
+    run_in_workers(
+        train_in_worker,
+        [(run, recipe, out) for run in pending],
+        workers,
+        on_done=finished,
+        crashed=f"a training worker stopped abruptly (killed, or out of memory?); the unfinished runs' output is in "
+        f"{train_log}; rerun the same command to resume",
+    )
     return {r.name: done[r.name] for r in runs}
 
 
@@ -253,5 +278,14 @@ def train_in_worker(run: Run, recipe: Recipe, out: Path) -> dict[str, Any]:
     return train_run(run, recipe, out, log=print)
 
 
-__all__ = ["Run", "compared_runs", "pretraining_runs", "checkpoint_of", "train_run", "train_runs", "finished_runs", "term_shares",
-           "check_jobs"]
+__all__ = [
+    "Run",
+    "compared_runs",
+    "pretraining_runs",
+    "checkpoint_of",
+    "train_run",
+    "train_runs",
+    "finished_runs",
+    "term_shares",
+    "check_jobs",
+]

@@ -23,18 +23,18 @@ judged on references they never saw. The fitted weights are saved as a YAML conf
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize
 
 from mocodec.errors import ConfigError
-from mocodec.iqa.datasets import PairDataset
 from mocodec.iqa.evaluate import DatasetReport, MetricSpec, Progress, evaluate_pairs, pair_items, score_images
+from mocodec.iqa.records import PairDataset
 from mocodec.iqa.twoafc import metric_preference, twoafc_per_pair
-
 
 LAYER_ARGUMENTS = {"layers", "layer_weights", "global_weight"}  # what a multi-layer metric's factory takes
 
@@ -47,7 +47,7 @@ class Weighting:
     weights: np.ndarray  # normalised to sum to 1
 
     @classmethod
-    def of(cls, name: str, raw: Sequence[float]) -> "Weighting":
+    def of(cls, name: str, raw: Sequence[float]) -> Weighting:
         raw = np.asarray(raw, dtype=np.float64)
         if raw.sum() <= 0:
             raise ConfigError(f"configuration {name} has no positive weight")
@@ -73,7 +73,7 @@ def weightings(layers: Sequence[int], subsets: Sequence[Sequence[int]]) -> list[
             raise ConfigError(
                 f"subset {','.join(map(str, subset))} names layer(s) {missing} outside the encoder's layers {layers[0]}..{layers[-1]}"
             )
-        out.append(Weighting.of(",".join(map(str, subset)) + "+global", [1.0 if l in subset else 0.0 for l in layers] + [1.0]))
+        out.append(Weighting.of(",".join(map(str, subset)) + "+global", [1.0 if layer in subset else 0.0 for layer in layers] + [1.0]))
     out.append(Weighting.of("uniform", np.ones(n)))
     return out
 
@@ -146,7 +146,7 @@ def run_ablation(
     """Score every configuration on the held-out split of ``dataset`` after fitting weights on its training split."""
     from mocodec.losses import DISTORTIONS
 
-    if not LAYER_ARGUMENTS <= set(inspect.signature(DISTORTIONS.get(metric.name)).parameters):
+    if not set(inspect.signature(DISTORTIONS.get(metric.name)).parameters) >= LAYER_ARGUMENTS:
         raise ConfigError(f"iqa ablate needs a multi-layer metric (ml-clipsim, ml-featsim); {metric.name} has no per-layer similarities")
     base = {k: v for k, v in metric.kwargs.items() if k not in LAYER_ARGUMENTS}
     model = MetricSpec(metric.name, {**base, "layers": "all", "layer_weights": None, "global_weight": 1.0}, metric.label).create()
@@ -163,8 +163,9 @@ def run_ablation(
     held_items = pair_items(held_out)[0]
     position = {item: k for k, item in enumerate(items)}
     take = np.array([position[item] for item in held_items], dtype=int)
-    report = evaluate_pairs(held_out, {name: s[take] for name, s in scores.items()}, {name: True for name in scores},
-                            n_resamples=n_resamples, seed=seed)
+    report = evaluate_pairs(
+        held_out, {name: s[take] for name, s in scores.items()}, dict.fromkeys(scores, True), n_resamples=n_resamples, seed=seed
+    )
     train_groups = [str(dataset.pairs[i].reference) for i in train]
     for row in report.rows:
         s = scores[row["metric"]]
@@ -173,8 +174,12 @@ def run_ablation(
         f"{len(test)} held-out pairs of {len({str(dataset.pairs[i].reference) for i in test})} references; weights fitted on "
         f"{len(train)} training pairs of {len(set(train_groups))} other references (logistic 2AFC objective, ridge {ridge:g})"
     )
-    config = {**_plain(base), "layers": layers, "layer_weights": [float(w) for w in fitted.weights[:-1]],
-              "global_weight": float(fitted.weights[-1])}
+    config = {
+        **_plain(base),
+        "layers": layers,
+        "layer_weights": [float(w) for w in fitted.weights[:-1]],
+        "global_weight": float(fitted.weights[-1]),
+    }
     return AblationResult(report, config, list(model.component_names))
 
 

@@ -17,8 +17,8 @@ computed, so a good metric has positive SRCC/KRCC/PLCC on every dataset.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, stats

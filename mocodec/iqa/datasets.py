@@ -1,10 +1,11 @@
 """IQA datasets as released: scored images (LIVE, TID2013, KADID-10k, MPD) and preference pairs.
 
 Every loader reads the dataset's own files in their released layout (see docs/iqa.md) and
-returns a :class:`ScoredDataset` — distorted image, its reference, its subjective score,
-distortion type and level — with the score's direction stated (``higher_is_better``:
-MOS yes, DMOS no). Pair datasets (PCMP, pairs formed from MPD's scores) are
-:class:`PairDataset` objects with one or more label sets.
+returns a :class:`~mocodec.iqa.records.ScoredDataset` — distorted image, its reference,
+its subjective score, distortion type and level — with the score's direction stated
+(``higher_is_better``: MOS yes, DMOS no). Pair datasets (PCMP builds, read by
+:mod:`mocodec.iqa.pcmp_files`; pairs formed from MPD's scores) are
+:class:`~mocodec.iqa.records.PairDataset` objects with one or more label sets.
 
 Loaders are registered by name in ``IQA_DATASETS``; ``load_iqa_dataset("tid2013", root)``.
 A listed image that is missing on disk, or a score file that does not parse, is an error
@@ -18,73 +19,20 @@ import io
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from itertools import combinations
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.io import loadmat
 
 from mocodec.errors import ConfigError, ImageReadError
 from mocodec.files import atomic_write_text
-from mocodec.iqa.voting import soft_label
-from mocodec.registry import Registry, canonical_name
+from mocodec.iqa.pcmp_files import read_pcmp
+from mocodec.iqa.records import PairDataset, ScoredDataset, ScoredImage, pairs_from_scores
+from mocodec.registry import Registry
 
 IQA_DATASETS = Registry("IQA dataset")
-
-
-@dataclass(frozen=True)
-class ScoredImage:
-    distorted: Path
-    reference: Path
-    score: float
-    type: str  # distortion type, e.g. "jpeg" or "10 jpeg"
-    level: str = ""  # distortion level where the dataset defines one
-
-
-@dataclass
-class ScoredDataset:
-    """Images with subjective scores; correlations are computed against ``scores``."""
-
-    name: str
-    images: list[ScoredImage]
-    higher_is_better: bool  # of the subjective score: MOS True, DMOS False
-    score_name: str = "mos"
-
-    @property
-    def scores(self) -> np.ndarray:
-        return np.array([im.score for im in self.images], dtype=np.float64)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    """Two distortions ``a`` and ``b`` of one ``reference``."""
-
-    reference: Path
-    a: Path
-    b: Path
-    type_a: str = ""
-    type_b: str = ""
-
-
-@dataclass
-class PairDataset:
-    """Pairs with one or more label sets: ``labels[name][i]`` is the probability that A of pair i is preferred.
-
-    PCMP carries ``"label"`` (votes of the labelling voters) and, for held-out validation,
-    ``"held-out"`` (votes of a disjoint set of voters); 2AFC is reported per label set.
-    """
-
-    name: str
-    pairs: list[PreferencePair]
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
 
 
 def load_iqa_dataset(name: str, root: str | Path, **options: Any) -> ScoredDataset | PairDataset:
@@ -158,11 +106,14 @@ def live(root: Path, realigned: bool = False) -> ScoredDataset:
         files = _CaseInsensitiveFolder(root / folder, "LIVE")
         for n in range(1, count + 1):
             if not orgs[index]:
-                images.append(ScoredImage(
-                    files.find(f"img{n}.bmp", score_file.name),
-                    references.find(refnames[index], names_file.name),
-                    float(dmos[index]), folder,
-                ))
+                images.append(
+                    ScoredImage(
+                        files.find(f"img{n}.bmp", score_file.name),
+                        references.find(refnames[index], names_file.name),
+                        float(dmos[index]),
+                        folder,
+                    )
+                )
             index += 1
     return ScoredDataset("live", images, higher_is_better=False, score_name="dmos")
 
@@ -176,11 +127,30 @@ def live_realigned(root: Path) -> ScoredDataset:
 # --------------------------------------------------------------------------- TID2013
 
 TID2013_TYPES = (
-    "additive noise", "colour noise", "correlated noise", "masked noise", "high-frequency noise",
-    "impulse noise", "quantisation noise", "gaussian blur", "denoising", "jpeg", "jpeg2000",
-    "jpeg transmission", "jpeg2000 transmission", "pattern noise", "block-wise", "mean shift",
-    "contrast", "saturation", "multiplicative noise", "comfort noise", "noisy compression",
-    "colour quantisation", "chromatic aberration", "sparse sampling",
+    "additive noise",
+    "colour noise",
+    "correlated noise",
+    "masked noise",
+    "high-frequency noise",
+    "impulse noise",
+    "quantisation noise",
+    "gaussian blur",
+    "denoising",
+    "jpeg",
+    "jpeg2000",
+    "jpeg transmission",
+    "jpeg2000 transmission",
+    "pattern noise",
+    "block-wise",
+    "mean shift",
+    "contrast",
+    "saturation",
+    "multiplicative noise",
+    "comfort noise",
+    "noisy compression",
+    "colour quantisation",
+    "chromatic aberration",
+    "sparse sampling",
 )
 _TID_NAME = re.compile(r"^i(\d{2})_(\d{2})_(\d)\.bmp$", re.IGNORECASE)
 
@@ -208,11 +178,15 @@ def tid2013(root: Path) -> ScoredDataset:
         if mos is None or match is None:
             raise ConfigError(f"TID2013: {score_file.name} line {number} does not parse as 'MOS iRR_TT_L.bmp': {line.strip()[:60]!r}")
         ref, kind, level = match.groups()
-        images.append(ScoredImage(
-            distorted.find(parts[1], score_file.name),
-            references.find(f"i{ref}.bmp", score_file.name),
-            mos, f"{kind} {TID2013_TYPES[int(kind) - 1]}" if 1 <= int(kind) <= len(TID2013_TYPES) else kind, level,
-        ))
+        images.append(
+            ScoredImage(
+                distorted.find(parts[1], score_file.name),
+                references.find(f"i{ref}.bmp", score_file.name),
+                mos,
+                f"{kind} {TID2013_TYPES[int(kind) - 1]}" if 1 <= int(kind) <= len(TID2013_TYPES) else kind,
+                level,
+            )
+        )
     if not images:
         raise ConfigError(f"TID2013: {score_file} lists no images")
     return ScoredDataset("tid2013", images, higher_is_better=True, score_name="mos")
@@ -221,10 +195,31 @@ def tid2013(root: Path) -> ScoredDataset:
 # --------------------------------------------------------------------------- KADID-10k
 
 KADID_TYPES = (
-    "gaussian blur", "lens blur", "motion blur", "colour diffusion", "colour shift", "colour quantisation",
-    "colour saturation 1", "colour saturation 2", "jpeg2000", "jpeg", "white noise", "colour noise",
-    "impulse noise", "multiplicative noise", "denoising", "brighten", "darken", "mean shift", "jitter",
-    "patch noise", "pixelate", "quantisation", "colour block", "sharpen", "contrast",
+    "gaussian blur",
+    "lens blur",
+    "motion blur",
+    "colour diffusion",
+    "colour shift",
+    "colour quantisation",
+    "colour saturation 1",
+    "colour saturation 2",
+    "jpeg2000",
+    "jpeg",
+    "white noise",
+    "colour noise",
+    "impulse noise",
+    "multiplicative noise",
+    "denoising",
+    "brighten",
+    "darken",
+    "mean shift",
+    "jitter",
+    "patch noise",
+    "pixelate",
+    "quantisation",
+    "colour block",
+    "sharpen",
+    "contrast",
 )
 _KADID_NAME = re.compile(r"^I(\d{2})_(\d{2})_(\d{2})\.png$", re.IGNORECASE)
 KADID_COLUMNS = ("dist_img", "ref_img", "dmos")
@@ -266,12 +261,15 @@ def kadid10k(root: Path) -> ScoredDataset:
         name = (row["dist_img"] or "").strip()
         match = _KADID_NAME.match(name)
         kind = int(match.group(2)) if match else 0
-        images.append(ScoredImage(
-            folder.find(name, score_file.name), folder.find((row["ref_img"] or "").strip(), score_file.name),
-            _float(row["dmos"], score_file, line, "KADID-10k", "dmos"),
-            f"{kind:02d} {KADID_TYPES[kind - 1]}" if 1 <= kind <= len(KADID_TYPES) else "unknown",
-            match.group(3) if match else "",
-        ))
+        images.append(
+            ScoredImage(
+                folder.find(name, score_file.name),
+                folder.find((row["ref_img"] or "").strip(), score_file.name),
+                _float(row["dmos"], score_file, line, "KADID-10k", "dmos"),
+                f"{kind:02d} {KADID_TYPES[kind - 1]}" if 1 <= kind <= len(KADID_TYPES) else "unknown",
+                match.group(3) if match else "",
+            )
+        )
     if not images:
         raise ConfigError(f"KADID-10k: {score_file} lists no images")
     return ScoredDataset("kadid10k", images, higher_is_better=True, score_name="mos")
@@ -314,86 +312,11 @@ def mpd_pairs(root: Path, higher_is_better: bool = True) -> PairDataset:
 
 # --------------------------------------------------------------------------- PCMP builds (mocodec.iqa.pcmp writes them)
 
-VOTE_PREFIX = "vote:"  # pairs.csv holds one column of votes per voter, named vote:VOTER
-
-
-@dataclass
-class PCMPManifest:
-    """The pairs of a complete PCMP build (``pairs.csv``, one dict per row) and the voters whose votes it holds."""
-
-    root: Path
-    rows: list[dict[str, str]]
-    voters: list[str]
-
-    def votes(self, voters: Sequence[str]) -> np.ndarray:
-        """voters x pairs array of votes."""
-        return np.array([[float(row[VOTE_PREFIX + v]) for row in self.rows] for v in voters]).reshape(len(voters), len(self.rows))
-
-
-def read_pcmp_manifest(root: str | Path) -> PCMPManifest:
-    """The manifest of a complete PCMP build (refuses interrupted ones)."""
-    root = Path(root)
-    if not (root / "pcmp.json").is_file():
-        hint = "rerun the same `mocodec pcmp` command to finish it" if (root / "config.json").is_file() else "build one with `mocodec pcmp`"
-        raise ConfigError(f"{root} is not a complete PCMP dataset (no pcmp.json); {hint}")
-    with open(root / "pairs.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        voters = [c[len(VOTE_PREFIX):] for c in reader.fieldnames or [] if c.startswith(VOTE_PREFIX)]
-    return PCMPManifest(root, rows, voters)
-
-
-def resolve_voters(requested: Sequence[str], available: Sequence[str], root: Path) -> list[str]:
-    """The manifest's spelling of each requested voter (``efficientnet_lite2`` finds ``efficientnet-lite2``)."""
-    by_canonical = {canonical_name(v): v for v in available}
-    unknown = [v for v in requested if canonical_name(v) not in by_canonical]
-    if unknown:
-        raise ConfigError(f"{root} has no votes of {', '.join(unknown)}; its voters are {', '.join(available)}")
-    return [by_canonical[canonical_name(v)] for v in requested]
-
-
-def read_pcmp(root: str | Path, label_voters: Sequence[str] | None = None, heldout_voters: Sequence[str] | None = None) -> PairDataset:
-    """A PCMP build as 2AFC pairs: ``"label"`` from ``label_voters`` and, if given, ``"held-out"`` from ``heldout_voters``.
-
-    Held-out validation (so a metric cannot win by copying the labelling models' bias):
-    the two voter sets must be disjoint; by default every voter not held out labels.
-    """
-    root = Path(root)
-    manifest = read_pcmp_manifest(root)
-    heldout = resolve_voters(heldout_voters or [], manifest.voters, manifest.root)
-    labelling = resolve_voters(label_voters or [v for v in manifest.voters if v not in heldout], manifest.voters, manifest.root)
-    if set(labelling) & set(heldout):
-        raise ConfigError(f"labelling and held-out voters must be disjoint; both contain {', '.join(sorted(set(labelling) & set(heldout)))}")
-    if not labelling:
-        raise ConfigError("no labelling voters are left; hold out fewer voters")
-    pairs = [PreferencePair(root / r["reference"], root / r["image_a"], root / r["image_b"], r["type_a"], r["type_b"])
-             for r in manifest.rows]
-    labels = {"label": soft_label(manifest.votes(labelling)) if pairs else np.zeros(0)}
-    if heldout:
-        labels["held-out"] = soft_label(manifest.votes(heldout)) if pairs else np.zeros(0)
-    return PairDataset("pcmp", pairs, labels)
-
 
 @IQA_DATASETS.register
 def pcmp(root: Path, label_voters: Sequence[str] | None = None, heldout_voters: Sequence[str] | None = None) -> PairDataset:
     """A complete PCMP build (``mocodec pcmp``) as 2AFC pairs; see :func:`read_pcmp`."""
     return read_pcmp(root, label_voters, heldout_voters)
-
-
-def pairs_from_scores(dataset: ScoredDataset, name: str | None = None) -> PairDataset:
-    """All within-reference pairs of a scored dataset; label 1 if A scored better, 0 if B, 0.5 on equal scores."""
-    by_reference: dict[Path, list[ScoredImage]] = defaultdict(list)
-    for image in dataset.images:
-        by_reference[image.reference].append(image)
-    pairs, labels = [], []
-    for reference, images in by_reference.items():
-        for a, b in combinations(images, 2):
-            pairs.append(PreferencePair(reference, a.distorted, b.distorted, a.type, b.type))
-            if a.score == b.score:
-                labels.append(0.5)
-            else:
-                labels.append(float((a.score > b.score) == dataset.higher_is_better))
-    return PairDataset(name or f"{dataset.name}-pairs", pairs, {"label": np.array(labels)})
 
 
 def write_mpd_manifest(

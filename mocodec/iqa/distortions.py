@@ -16,7 +16,8 @@ weights is a random network whose output says nothing about machine preference.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

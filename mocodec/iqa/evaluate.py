@@ -17,10 +17,11 @@ with fitted layer weights from ``mocodec iqa ablate``). Each dataset gives one
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,10 +31,10 @@ from torch import Tensor
 from mocodec.data.io import read_image
 from mocodec.errors import ConfigError
 from mocodec.iqa.correlation import correlate, finite_scores, orient
-from mocodec.iqa.datasets import PairDataset, ScoredDataset
+from mocodec.iqa.records import PairDataset, ScoredDataset
 from mocodec.iqa.significance import wilcoxon_p_value
-from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 from mocodec.iqa.twoafc import twoafc
+from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 
 Progress = Callable[[Iterable, int, str], Iterable]
 
@@ -47,7 +48,7 @@ class MetricSpec:
     label: str = ""
 
     @classmethod
-    def parse(cls, text: str, aliases: dict[str, str] | None = None) -> "MetricSpec":
+    def parse(cls, text: str, aliases: dict[str, str] | None = None) -> MetricSpec:
         """``NAME`` or ``NAME:CONFIG`` (a YAML/JSON file of keyword arguments; label ``NAME:STEM``).
 
         ``aliases`` maps names that are not registry names (``psnr``) to registry names (``mse``);
@@ -102,8 +103,11 @@ def score_images(
     by_reference: dict[Path, list[int]] = {}
     for i, (_, reference) in enumerate(items):
         by_reference.setdefault(reference, []).append(i)
-    chunks = [(reference, group[k : k + batch_size]) for reference, group in sorted(by_reference.items(), key=lambda kv: str(kv[0]))
-              for k in range(0, len(group), batch_size)]
+    chunks = [
+        (reference, group[k : k + batch_size])
+        for reference, group in sorted(by_reference.items(), key=lambda kv: str(kv[0]))
+        for k in range(0, len(group), batch_size)
+    ]
     out: list[np.ndarray | None] = [None] * len(items)
     visit: Iterable = chunks if progress is None else progress(chunks, len(chunks), desc)
     x, x_path = None, None
@@ -114,7 +118,9 @@ def score_images(
         for i in chunk:
             y = read_image(items[i][0])[0]
             if y.shape != x.shape:
-                raise ConfigError(f"{items[i][0]} is {y.shape[-1]}x{y.shape[-2]} but its reference {reference} is {x.shape[-1]}x{x.shape[-2]}")
+                raise ConfigError(
+                    f"{items[i][0]} is {y.shape[-1]}x{y.shape[-2]} but its reference {reference} is {x.shape[-1]}x{x.shape[-2]}"
+                )
             distorted.append(y)
         values = fn(torch.stack(distorted), x.expand(len(chunk), *x.shape)).detach().double().cpu().numpy()
         for i, value in zip(chunk, values):
@@ -175,15 +181,18 @@ def evaluate_pairs(
     comparisons = []
     for label_set, p in dataset.labels.items():
         for m in metrics:
-            result = twoafc(scores[m][a], scores[m][b], p, higher_is_better=higher_is_better[m], groups=groups,
-                            n_resamples=n_resamples, seed=seed)
+            result = twoafc(
+                scores[m][a], scores[m][b], p, higher_is_better=higher_is_better[m], groups=groups, n_resamples=n_resamples, seed=seed
+            )
             per_pair[(label_set, m)] = result.per_pair
-            rows[m].update({f"2afc[{label_set}]": result.score, f"low[{label_set}]": result.interval.low,
-                            f"high[{label_set}]": result.interval.high})
+            rows[m].update(
+                {f"2afc[{label_set}]": result.score, f"low[{label_set}]": result.interval.low, f"high[{label_set}]": result.interval.high}
+            )
         best = _best({m: rows[m][f"2afc[{label_set}]"] for m in metrics})
         for m1, m2 in combinations(metrics, 2):
-            comparisons.append(compare_means(per_pair[(label_set, m1)], per_pair[(label_set, m2)], m1, m2, label_set,
-                                              groups, n_resamples, seed))
+            comparisons.append(
+                compare_means(per_pair[(label_set, m1)], per_pair[(label_set, m2)], m1, m2, label_set, groups, n_resamples, seed)
+            )
         for m in metrics:
             found = next((c for c in comparisons if c["labels"] == label_set and {c["a"], c["b"]} == {m, best}), None)
             rows[m][f"p_boot[{label_set}]"] = found["p_bootstrap"] if found else None
@@ -194,23 +203,32 @@ def evaluate_pairs(
     for kind in sorted(set(kinds)):
         mask = kinds == kind
         for m in metrics:
-            per_type.append({"type": kind, "metric": m, f"2afc[{primary}]": float(per_pair[(primary, m)][mask].mean()),
-                             "n": int(mask.sum())})
-    notes = [f"2AFC = p·[metric prefers A] + (1−p)·[metric prefers B], mean over {len(dataset.pairs)} pairs; "
-             f"95% interval and p-values by a paired bootstrap over {len(set(groups))} references ({n_resamples} resamples); "
-             "p-values compare each metric with the best of its column"]
+            per_type.append(
+                {"type": kind, "metric": m, f"2afc[{primary}]": float(per_pair[(primary, m)][mask].mean()), "n": int(mask.sum())}
+            )
+    notes = [
+        f"2AFC = p·[metric prefers A] + (1−p)·[metric prefers B], mean over {len(dataset.pairs)} pairs; "
+        f"95% interval and p-values by a paired bootstrap over {len(set(groups))} references ({n_resamples} resamples); "
+        "p-values compare each metric with the best of its column"
+    ]
     headline = [f"2afc[{label_set}]" for label_set in dataset.labels]
     return DatasetReport(dataset.name, "2afc", headline, list(rows.values()), per_type, comparisons, notes)
 
 
-def compare_means(x: np.ndarray, y: np.ndarray, m1: str, m2: str, label_set: str, groups: Sequence[str],
-                  n_resamples: int, seed: int) -> dict[str, Any]:
+def compare_means(
+    x: np.ndarray, y: np.ndarray, m1: str, m2: str, label_set: str, groups: Sequence[str], n_resamples: int, seed: int
+) -> dict[str, Any]:
     """Metric ``m1`` vs ``m2`` on per-pair values ``x``, ``y`` of the same pairs: mean difference, paired bootstrap and Wilcoxon p-values."""
     d = x - y
     resampler = Resampler(d.size, groups, n_resamples=n_resamples, seed=seed)
-    return {"labels": label_set, "a": m1, "b": m2, "difference": float(d.mean()),
-            "p_bootstrap": bootstrap_p_value(lambda idx: float(d[idx].mean()), resampler),
-            "p_wilcoxon": wilcoxon_p_value(x, y)}
+    return {
+        "labels": label_set,
+        "a": m1,
+        "b": m2,
+        "difference": float(d.mean()),
+        "p_bootstrap": bootstrap_p_value(lambda idx: float(d[idx].mean()), resampler),
+        "p_wilcoxon": wilcoxon_p_value(x, y),
+    }
 
 
 def _srcc(q: np.ndarray, s: np.ndarray) -> float:
@@ -238,8 +256,13 @@ def evaluate_scored(
     oriented = {m: orient(finite_scores(scores[m]), higher_is_better[m]) for m in metrics}
     results, rows = {}, []
     for m in metrics:
-        results[m] = correlate(scores[m], subjective, metric_higher_is_better=higher_is_better[m],
-                               subjective_higher_is_better=dataset.higher_is_better, logistic=logistic)
+        results[m] = correlate(
+            scores[m],
+            subjective,
+            metric_higher_is_better=higher_is_better[m],
+            subjective_higher_is_better=dataset.higher_is_better,
+            logistic=logistic,
+        )
         resampler = Resampler(len(s), groups, n_resamples=n_resamples, seed=seed)
         interval = bootstrap_interval(lambda idx, q=oriented[m]: _srcc(q[idx], s[idx]), resampler)
         rows.append({"metric": m, **results[m].as_dict(), "srcc_low": interval.low, "srcc_high": interval.high})
@@ -248,11 +271,16 @@ def evaluate_scored(
     for m1, m2 in combinations(metrics, 2):
         resampler = Resampler(len(s), groups, n_resamples=n_resamples, seed=seed)
         q1, q2 = oriented[m1], oriented[m2]
-        comparisons.append({
-            "labels": dataset.score_name, "a": m1, "b": m2, "difference": results[m1].srcc - results[m2].srcc,
-            "p_bootstrap": bootstrap_p_value(lambda idx: _srcc(q1[idx], s[idx]) - _srcc(q2[idx], s[idx]), resampler),
-            "p_wilcoxon": wilcoxon_p_value(results[m1].residuals, results[m2].residuals),
-        })
+        comparisons.append(
+            {
+                "labels": dataset.score_name,
+                "a": m1,
+                "b": m2,
+                "difference": results[m1].srcc - results[m2].srcc,
+                "p_bootstrap": bootstrap_p_value(lambda idx, q1=q1, q2=q2: _srcc(q1[idx], s[idx]) - _srcc(q2[idx], s[idx]), resampler),
+                "p_wilcoxon": wilcoxon_p_value(results[m1].residuals, results[m2].residuals),
+            }
+        )
     for row in rows:
         found = next((c for c in comparisons if {c["a"], c["b"]} == {row["metric"], best}), None)
         row["p_boot"] = found["p_bootstrap"] if found else None
@@ -264,14 +292,21 @@ def evaluate_scored(
         for m in metrics:
             if mask.sum() < 3:
                 continue
-            r = correlate(scores[m][mask], subjective[mask], metric_higher_is_better=higher_is_better[m],
-                          subjective_higher_is_better=dataset.higher_is_better, logistic=logistic)
+            r = correlate(
+                scores[m][mask],
+                subjective[mask],
+                metric_higher_is_better=higher_is_better[m],
+                subjective_higher_is_better=dataset.higher_is_better,
+                logistic=logistic,
+            )
             per_type.append({"type": kind, "metric": m, "srcc": r.srcc, "krcc": r.krcc, "plcc": r.plcc, "n": r.n})
     direction = "higher" if dataset.higher_is_better else "lower"
-    notes = [f"{len(s)} images, {dataset.score_name.upper()} ({direction} is better; oriented so that a good metric correlates positively); "
-             f"PLCC/RMSE after the {logistic}-parameter logistic fit (refitted per distortion type); "
-             f"SRCC interval and p_boot by a paired bootstrap over {len(set(groups))} references ({n_resamples} resamples), "
-             "p_wilcoxon on the per-image absolute residuals; p-values compare each metric with the best SRCC"]
+    notes = [
+        f"{len(s)} images, {dataset.score_name.upper()} ({direction} is better; oriented so that a good metric correlates positively); "
+        f"PLCC/RMSE after the {logistic}-parameter logistic fit (refitted per distortion type); "
+        f"SRCC interval and p_boot by a paired bootstrap over {len(set(groups))} references ({n_resamples} resamples), "
+        "p_wilcoxon on the per-image absolute residuals; p-values compare each metric with the best SRCC"
+    ]
     return DatasetReport(dataset.name, "correlation", ["srcc"], rows, per_type, comparisons, notes)
 
 

@@ -9,7 +9,7 @@ family sits systematically in position A.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -33,7 +33,9 @@ def matched_pairs(types: Sequence[str], psnrs: Sequence[float], tolerance: float
     return list(zip(i.tolist(), j.tolist()))
 
 
-def pair_counts(groups: Iterable[tuple[Sequence[str], Sequence[float]]], tolerances: Sequence[float] = REPORT_TOLERANCES) -> dict[float, int]:
+def pair_counts(
+    groups: Iterable[tuple[Sequence[str], Sequence[float]]], tolerances: Sequence[float] = REPORT_TOLERANCES
+) -> dict[float, int]:
     """How many matched pairs each tolerance yields over several references' ``(types, psnrs)``."""
     counts = {float(t): 0 for t in tolerances}
     for types, psnrs in groups:

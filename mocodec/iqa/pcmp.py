@@ -15,7 +15,7 @@ Every file is written atomically, and ``pcmp.json`` only after ``pairs.csv``, so
 interrupted build never looks complete; running the same build again resumes it
 (references with a record are skipped) and gives the same files as an uninterrupted run:
 every random draw (noise, pair order, pair sampling) is seeded by ``(seed, reference, ...)``,
-not by the order of work. :func:`mocodec.iqa.datasets.read_pcmp` (2AFC pairs) and
+not by the order of work. :func:`mocodec.iqa.pcmp_files.read_pcmp` (2AFC pairs) and
 :class:`PCMPDataset` (a torch dataset) read a complete build back.
 """
 
@@ -27,10 +27,11 @@ import io
 import json
 import re
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,10 +41,11 @@ from torch import Tensor
 from mocodec.data.io import list_images, read_image, write_image
 from mocodec.errors import ConfigError, ImageReadError, OutputExistsError
 from mocodec.evaluation.coding import quantize_8bit
+from mocodec.evaluation.shards import Shard
 from mocodec.files import atomic_write_json, atomic_write_text
-from mocodec.iqa.datasets import VOTE_PREFIX, read_pcmp_manifest, resolve_voters
 from mocodec.iqa.distortions import DistortionFamily
 from mocodec.iqa.pairs import REPORT_TOLERANCES, matched_pairs, orient_and_sample
+from mocodec.iqa.pcmp_files import VOTE_PREFIX, read_pcmp_manifest, resolve_voters
 from mocodec.iqa.voting import Voter, VoteRule, consistency, soft_label
 from mocodec.losses.mse import psnr
 
@@ -108,7 +110,9 @@ def fit_size(x: Tensor, max_size: int | None) -> Tensor:
     return TF.resize(x, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True).clamp(0, 1)
 
 
-def build_config(families: Sequence[DistortionFamily], voters: Sequence[Voter], settings: BuildSettings, ids: Sequence[str]) -> dict[str, Any]:
+def build_config(
+    families: Sequence[DistortionFamily], voters: Sequence[Voter], settings: BuildSettings, ids: Sequence[str]
+) -> dict[str, Any]:
     """Everything that determines the build's content; a resumed build must match it exactly."""
     names = [f.name for f in families]
     if len(set(names)) != len(names):
@@ -156,15 +160,22 @@ def build_pcmp(
     voters: Sequence[Voter],
     settings: BuildSettings = BuildSettings(),
     *,
+    subset: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Build (or resume) a PCMP dataset in ``out`` from the images under ``references``; returns pcmp.json's content."""
+    """Build (or resume) a PCMP dataset in ``out`` from the images under ``references``; returns pcmp.json's content.
+
+    ``subset``: ``"I/N"`` keeps every N-th reference, starting at the I-th, of the references
+    sorted by id (the build's config lists the ones kept), e.g. a quarter of a large folder.
+    """
     references, out = Path(references), Path(out)
     paths = find_references(references)
     if not families:
         raise ConfigError("give at least one distortion family")
     ids = reference_ids(paths, references)
+    if subset is not None:
+        ids, paths = (list(v) for v in zip(*Shard.parse(subset).select(list(zip(ids, paths)), key=lambda item: item[0])))
     config = build_config(families, voters, settings, ids)
     _prepare_output(out, config, force)
     if (out / "pcmp.json").is_file():
@@ -192,8 +203,9 @@ def build_pcmp(
     return summary
 
 
-def _build_reference(rid: str, x: Tensor, out: Path, families: Sequence[DistortionFamily],
-                     voters: Sequence[Voter], settings: BuildSettings) -> dict[str, Any]:
+def _build_reference(
+    rid: str, x: Tensor, out: Path, families: Sequence[DistortionFamily], voters: Sequence[Voter], settings: BuildSettings
+) -> dict[str, Any]:
     """Distort one reference, vote, match pairs: the content of ``records/ID.json``."""
     x = quantize_8bit(fit_size(x, settings.max_size))
     reference_path = f"references/{rid}.png"
@@ -242,8 +254,10 @@ def _build_reference(rid: str, x: Tensor, out: Path, families: Sequence[Distorti
         "size": list(x.shape[-2:]),
         "reference_top1": reference_top1,
         "images": images,
-        "pairs": [{"a": i, "b": j, "votes": {v.name: votes[v.name][k] for v in voters}, "label": float(labels[k])}
-                  for k, (i, j) in enumerate(pairs)],
+        "pairs": [
+            {"a": i, "b": j, "votes": {v.name: votes[v.name][k] for v in voters}, "label": float(labels[k])}
+            for k, (i, j) in enumerate(pairs)
+        ],
         "pairs_per_tolerance": {f"{t:g}": len(matched_pairs(types, psnrs, t)) for t in tolerances},
     }
 
@@ -256,11 +270,22 @@ def _manifest(records: Sequence[dict[str, Any]], voter_names: Sequence[str]) -> 
         images = record["images"]
         for k, pair in enumerate(record["pairs"]):
             a, b = images[pair["a"]], images[pair["b"]]
-            writer.writerow([
-                f"{record['id']}/{k:04d}", record["reference"], a["path"], b["path"], a["type"], a["level"],
-                b["type"], b["level"], f"{a['psnr']:.4f}", f"{b['psnr']:.4f}",
-                *(f"{pair['votes'][v]:g}" for v in voter_names), f"{pair['label']:.6g}",
-            ])
+            writer.writerow(
+                [
+                    f"{record['id']}/{k:04d}",
+                    record["reference"],
+                    a["path"],
+                    b["path"],
+                    a["type"],
+                    a["level"],
+                    b["type"],
+                    b["level"],
+                    f"{a['psnr']:.4f}",
+                    f"{b['psnr']:.4f}",
+                    *(f"{pair['votes'][v]:g}" for v in voter_names),
+                    f"{pair['label']:.6g}",
+                ]
+            )
     return buffer.getvalue()
 
 
@@ -285,24 +310,27 @@ def _summary(records: Sequence[dict[str, Any]], config: dict[str, Any], settings
         "tolerance": settings.tolerance,
         "pairs_per_tolerance": per_tolerance,
         "voters": {
-            v: {"top1_match_rate": float(np.mean([im["consistency"][v]["top1_match"] for im in images])),
+            v: {
+                "top1_match_rate": float(np.mean([im["consistency"][v]["top1_match"] for im in images])),
                 "mean_kl": float(np.mean([im["consistency"][v]["kl"] for im in images])),
                 "votes_for_a": float(votes[v].mean()) if pairs else None,
-                "ties": float(np.mean(votes[v] == 0.5)) if pairs else None}
+                "ties": float(np.mean(votes[v] == 0.5)) if pairs else None,
+            }
             for v in voter_names
         },
         # fraction of pairs on which two voters cast the same vote
-        "voter_agreement": {f"{a} / {b}": float(np.mean(votes[a] == votes[b])) if pairs else None
-                            for a, b in combinations(voter_names, 2)},
-        "labels": {"unanimous": float(np.mean((labels == 0) | (labels == 1))) if pairs else None,
-                   "undecided": float(np.mean(labels == 0.5)) if pairs else None,
-                   "mean_margin": float(np.mean(np.abs(2 * labels - 1))) if pairs else None},
+        "voter_agreement": {f"{a} / {b}": float(np.mean(votes[a] == votes[b])) if pairs else None for a, b in combinations(voter_names, 2)},
+        "labels": {
+            "unanimous": float(np.mean((labels == 0) | (labels == 1))) if pairs else None,
+            "undecided": float(np.mean(labels == 0.5)) if pairs else None,
+            "mean_margin": float(np.mean(np.abs(2 * labels - 1))) if pairs else None,
+        },
         "skipped": skipped,
         "config": config,
     }
 
 
-# --------------------------------------------------------------------------- reading a build back (see also mocodec.iqa.datasets.read_pcmp)
+# --------------------------------------------------------------------------- reading a build back (see also mocodec.iqa.pcmp_files.read_pcmp)
 
 
 class PCMPDataset(torch.utils.data.Dataset):

@@ -15,8 +15,8 @@ independent noisy estimates.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -52,5 +52,4 @@ class PairedComparison:
     p_wilcoxon: float
 
     def as_dict(self) -> dict[str, float | str]:
-        return {"a": self.a, "b": self.b, "difference": self.difference,
-                "p_bootstrap": self.p_bootstrap, "p_wilcoxon": self.p_wilcoxon}
+        return {"a": self.a, "b": self.b, "difference": self.difference, "p_bootstrap": self.p_bootstrap, "p_wilcoxon": self.p_wilcoxon}

@@ -27,28 +27,27 @@ metric runs once per image with every layer (its per-layer similarities), and ev
 rotation and fitted weight vector is a weighted sum of those components. Scores are cached in
 ``OUT/scores/`` (keyed by the metric's configuration, the build's configuration and the images),
 so rerunning a study after a crash, or with other statistics settings (``--force``), scores
-nothing again. :mod:`mocodec.iqa.study_report` writes the tables, the reading and the figure.
+nothing again. :mod:`mocodec.iqa.study_scores` keeps them; :mod:`mocodec.iqa.study_report` writes the tables, the reading and the figure.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import io
 import json
-import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from mocodec.errors import ConfigError, OutputExistsError
-from mocodec.files import atomic_write_bytes
 from mocodec.iqa.ablation import LAYER_ARGUMENTS, fit_weights
-from mocodec.iqa.datasets import PairDataset, PCMPManifest, read_pcmp, read_pcmp_manifest
-from mocodec.iqa.evaluate import MetricSpec, Progress, compare_means, pair_items, score_images
+from mocodec.iqa.evaluate import MetricSpec, Progress, compare_means, pair_items
+from mocodec.iqa.pcmp_files import PCMPManifest, read_pcmp, read_pcmp_manifest
+from mocodec.iqa.records import PairDataset
+from mocodec.iqa.study_scores import SCORES_FOLDER, Scorer, ScoreTable, cached_scores, plain
 from mocodec.iqa.twoafc import metric_preference, twoafc, twoafc_per_pair
 from mocodec.iqa.voting import soft_label
 from mocodec.losses import DISTORTIONS
@@ -57,7 +56,6 @@ from mocodec.registry import canonical_name
 from mocodec.utils.bootstrap import Resampler, bootstrap_interval
 
 STUDY_FILE = "study.json"  # written last: its presence means the study finished
-SCORES_FOLDER = "scores"  # per-image scores, one file per metric configuration
 DEFAULT_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 BASELINES = (MetricSpec("mse", {}, "psnr"), MetricSpec("msssim", {}, "ms-ssim"))
 LABEL_SETS = ("labelling", "held-out")
@@ -82,10 +80,17 @@ class StudySettings:
     alpha: float = 0.05
 
     def as_dict(self) -> dict[str, Any]:
-        spec = {"name": self.feature_metric.name, "kwargs": _plain(self.feature_metric.kwargs), "label": self.feature_metric.label}
-        return {"feature_metric": spec, "backbones": list(self.backbones),
-                "metrics": [{"name": m.name, "kwargs": _plain(m.kwargs), "label": m.label} for m in self.metrics],
-                "folds": self.folds, "ridge": self.ridge, "n_resamples": self.n_resamples, "seed": self.seed, "alpha": self.alpha}
+        spec = {"name": self.feature_metric.name, "kwargs": plain(self.feature_metric.kwargs), "label": self.feature_metric.label}
+        return {
+            "feature_metric": spec,
+            "backbones": list(self.backbones),
+            "metrics": [{"name": m.name, "kwargs": plain(m.kwargs), "label": m.label} for m in self.metrics],
+            "folds": self.folds,
+            "ridge": self.ridge,
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "alpha": self.alpha,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,16 +109,6 @@ class Rotation:
 
 
 @dataclass(frozen=True)
-class Scorer:
-    """One scoring pass over every image: a metric's score, or a multi-layer metric's components."""
-
-    label: str
-    spec: MetricSpec
-    components: bool = False
-    backbone: str | None = None
-
-
-@dataclass(frozen=True)
 class MetricInfo:
     """A row of the study's tables: ``family`` (psnr, ms-ssim, the feature metric, a named metric), backbone and variant."""
 
@@ -122,19 +117,6 @@ class MetricInfo:
     higher_is_better: bool
     backbone: str | None = None
     variant: str = ""  # default, layerN, global, uniform, fitted (feature metric only)
-
-
-@dataclass
-class ScoreTable:
-    """One scorer's per-image values (items x columns for components), as computed or read from the cache."""
-
-    values: np.ndarray
-    columns: list[str]
-    higher_is_better: bool
-    layers: list[int]
-    file: Path
-    seconds: float
-    cached: bool
 
 
 @dataclass
@@ -236,55 +218,6 @@ def prepare_study_folder(out: str | Path, force: bool = False) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------- scores, once per image and metric
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe arguments (paths as strings), for cache keys and study.json."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _file_label(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "metric"
-
-
-def cached_scores(scorer: Scorer, items: Sequence[tuple[Path, Path]], root: Path, cache: Path,
-                  progress: Progress | None = None) -> ScoreTable:
-    """``scorer``'s values for every ``(image, reference)`` item: read from ``cache`` if scored before, else scored and saved.
-
-    The key covers the metric's name and arguments, what is computed (score or components),
-    the build's ``config.json`` (which fixes every image) and the item list.
-    """
-    names = [f"{image.relative_to(root).as_posix()}|{reference.relative_to(root).as_posix()}" for image, reference in items]
-    key_text = json.dumps({"metric": scorer.spec.name, "kwargs": _plain(scorer.spec.kwargs), "components": scorer.components,
-                           "build": hashlib.sha256((root / "config.json").read_bytes()).hexdigest(), "items": names}, sort_keys=True)
-    # named by what is computed, not by the label: a metric relabelled (NAME:CONFIG) still finds its scores
-    name = scorer.spec.name + (f"-{scorer.backbone}" if scorer.backbone else "")
-    path = cache / f"{_file_label(name)}-{hashlib.sha256(key_text.encode()).hexdigest()[:16]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                values = saved["values"]
-                meta = json.loads(str(saved["meta"]))
-            if values.shape[0] == len(items):
-                return ScoreTable(values, meta["columns"], meta["higher_is_better"], meta["layers"], path, 0.0, True)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is scored again
-    start = time.perf_counter()
-    metric = scorer.spec.create().eval()
-    fn = metric.similarities if scorer.components else metric.score
-    values = score_images(fn, items, progress, f"{scorer.label} ({len(items)} images)")
-    columns = list(metric.component_names) if scorer.components else [scorer.label]
-    layers = list(metric.layers) if scorer.components else []
-    table = ScoreTable(values, columns, bool(metric.higher_is_better), layers, path, time.perf_counter() - start, False)
-    key = {k: v for k, v in json.loads(key_text).items() if k != "items"}  # what was scored, without the long image list
-    meta = {"label": scorer.label, "columns": columns, "higher_is_better": table.higher_is_better, "layers": layers, "key": key, "images": len(items)}
-    buffer = io.BytesIO()
-    np.savez(buffer, values=values, meta=np.array(json.dumps(meta)))
-    atomic_write_bytes(path, buffer.getvalue())
-    return table
-
-
 # --------------------------------------------------------------------------- folds, fitted weights
 
 
@@ -297,8 +230,9 @@ def reference_folds(references: Sequence[str], folds: int, seed: int) -> dict[st
     return {unique[i]: k % folds for k, i in enumerate(order)}
 
 
-def cross_fitted(components: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray, pair_fold: np.ndarray,
-                 item_fold: np.ndarray, ridge: float) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+def cross_fitted(
+    components: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray, pair_fold: np.ndarray, item_fold: np.ndarray, ridge: float
+) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
     """Per-item scores with each fold's items weighted by weights fitted on the other folds' pairs.
 
     Returns the scores, the weights of each fold, and each fit's in-sample 2AFC (on its training pairs).
@@ -359,11 +293,19 @@ def agreement_rows(rotation: Rotation, dataset: PairDataset, groups: list[str], 
         values = agree[idx]
         interval = bootstrap_interval(lambda r, v=values: float(v[r].mean()), resampler)
         both = decided[idx]
-        rows.append({
-            "rotation": rotation.heldout, "group_kind": kind, "group": name, "n": int(idx.size),
-            "agreement": interval.estimate, "low": interval.low, "high": interval.high,
-            "undecided": float(1 - both.mean()), "agreement_decided": float(values[both].mean()) if both.any() else None,
-        })
+        rows.append(
+            {
+                "rotation": rotation.heldout,
+                "group_kind": kind,
+                "group": name,
+                "n": int(idx.size),
+                "agreement": interval.estimate,
+                "low": interval.low,
+                "high": interval.high,
+                "undecided": float(1 - both.mean()),
+                "agreement_decided": float(values[both].mean()) if both.any() else None,
+            }
+        )
     return rows
 
 
@@ -372,8 +314,9 @@ def _outcome(difference: float, p_bootstrap: float, alpha: float) -> str:
     return f"{way}, {'significant' if p_bootstrap < alpha else 'not significant'}"
 
 
-def fixed_variants(scorers: Sequence[Scorer], tables: dict[str, ScoreTable], settings: StudySettings
-                   ) -> tuple[list[MetricInfo], dict[str, np.ndarray]]:
+def fixed_variants(
+    scorers: Sequence[Scorer], tables: dict[str, ScoreTable], settings: StudySettings
+) -> tuple[list[MetricInfo], dict[str, np.ndarray]]:
     """Every metric row and the per-item scores of those that do not depend on the labels.
 
     A feature metric's components give its default weighting, each single layer, the global term,
@@ -388,8 +331,12 @@ def fixed_variants(scorers: Sequence[Scorer], tables: dict[str, ScoreTable], set
             scores[scorer.label] = table.values.reshape(-1)
             continue
         n = len(table.layers) + 1
-        fixed = {"default": default_weights(settings, table.layers), **{f"layer{layer}": np.eye(n)[i] for i, layer in enumerate(table.layers)},
-                 "global": np.eye(n)[-1], "uniform": np.full(n, 1 / n)}
+        fixed = {
+            "default": default_weights(settings, table.layers),
+            **{f"layer{layer}": np.eye(n)[i] for i, layer in enumerate(table.layers)},
+            "global": np.eye(n)[-1],
+            "uniform": np.full(n, 1 / n),
+        }
         for variant, w in fixed.items():
             label = scorer.label if variant == "default" else f"{scorer.label}/{variant}"
             metrics.append(MetricInfo(label, settings.feature_metric.label, True, scorer.backbone, variant))
@@ -408,8 +355,9 @@ def paired_tests(metrics: Sequence[MetricInfo], settings: StudySettings) -> list
     return tests
 
 
-def run_study(pcmp: str | Path, out: str | Path, settings: StudySettings = StudySettings(), *, force: bool = False,
-              progress: Progress | None = None) -> StudyResult:
+def run_study(
+    pcmp: str | Path, out: str | Path, settings: StudySettings = StudySettings(), *, force: bool = False, progress: Progress | None = None
+) -> StudyResult:
     """Score every image once per metric, then every rotation's 2AFC, paired tests and label agreement (see the module docstring)."""
     root = Path(pcmp)
     dataset, manifest, rotations = study_pairs(root)
@@ -440,42 +388,79 @@ def run_study(pcmp: str | Path, out: str | Path, settings: StudySettings = Study
             s, fold_weights, in_sample = cross_fitted(table.values, a, b, label, pair_fold, item_fold, settings.ridge)
             pair_scores[f"A:{info.label}@{rotation.heldout}"], pair_scores[f"B:{info.label}@{rotation.heldout}"] = s[a], s[b]
             for fold, (w, fit) in enumerate(zip(fold_weights, in_sample)):
-                weights.append({"rotation": rotation.heldout, "backbone": info.backbone, "fold": fold,
-                                "train_pairs": int((pair_fold != fold).sum()), "2afc_in_sample": fit,
-                                **{c: float(v) for c, v in zip(table.columns, w)}})
+                weights.append(
+                    {
+                        "rotation": rotation.heldout,
+                        "backbone": info.backbone,
+                        "fold": fold,
+                        "train_pairs": int((pair_fold != fold).sum()),
+                        "2afc_in_sample": fit,
+                        **{c: float(v) for c, v in zip(table.columns, w)},
+                    }
+                )
             extra = {"2afc_in_sample": float(np.mean(in_sample))}
         else:
             s = scores[info.label]
         for label_set in LABEL_SETS:
-            result = twoafc(s[a], s[b], dataset.labels[rotation.label_key(label_set)], higher_is_better=info.higher_is_better,
-                            groups=groups, n_resamples=settings.n_resamples, seed=settings.seed)
+            result = twoafc(
+                s[a],
+                s[b],
+                dataset.labels[rotation.label_key(label_set)],
+                higher_is_better=info.higher_is_better,
+                groups=groups,
+                n_resamples=settings.n_resamples,
+                seed=settings.seed,
+            )
             key = (rotation.heldout, label_set, info.label)
             per_pair[key], figures[key] = result.per_pair, result.score
-            rows.append({"rotation": rotation.heldout, "labels": label_set, "voters": "+".join(rotation.voters(label_set)),
-                         "metric": info.label, "family": info.family, "backbone": info.backbone or "", "variant": info.variant,
-                         "judge": judge_relation(info.backbone, rotation.voters(label_set), manifest.voters),
-                         "2afc": result.score, "low": result.interval.low, "high": result.interval.high,
-                         "n": int(result.per_pair.size), "higher_is_better": info.higher_is_better,
-                         **(extra if label_set == "labelling" else {})})
+            rows.append(
+                {
+                    "rotation": rotation.heldout,
+                    "labels": label_set,
+                    "voters": "+".join(rotation.voters(label_set)),
+                    "metric": info.label,
+                    "family": info.family,
+                    "backbone": info.backbone or "",
+                    "variant": info.variant,
+                    "judge": judge_relation(info.backbone, rotation.voters(label_set), manifest.voters),
+                    "2afc": result.score,
+                    "low": result.interval.low,
+                    "high": result.interval.high,
+                    "n": int(result.per_pair.size),
+                    "higher_is_better": info.higher_is_better,
+                    **(extra if label_set == "labelling" else {}),
+                }
+            )
 
     comparisons, agreement = [], []
     tests = [(rotation, label_set, *test) for rotation in rotations for label_set in LABEL_SETS for test in paired_tests(metrics, settings)]
     for rotation, label_set, m1, m2, kind in tests if progress is None else progress(tests, len(tests), "study: paired tests"):
         key1, key2 = (rotation.heldout, label_set, m1), (rotation.heldout, label_set, m2)
         test = compare_means(per_pair[key1], per_pair[key2], m1, m2, label_set, groups, settings.n_resamples, settings.seed)
-        comparisons.append({
-            "rotation": rotation.heldout, "labels": label_set, "comparison": kind, "a": m1, "b": m2,
-            "judge": judge_relation(info_of[m1].backbone, rotation.voters(label_set), manifest.voters),
-            "2afc_a": figures[key1], "2afc_b": figures[key2], "difference": test["difference"],
-            "p_bootstrap": test["p_bootstrap"], "p_wilcoxon": test["p_wilcoxon"],
-            "outcome": _outcome(test["difference"], test["p_bootstrap"], settings.alpha),
-        })
+        comparisons.append(
+            {
+                "rotation": rotation.heldout,
+                "labels": label_set,
+                "comparison": kind,
+                "a": m1,
+                "b": m2,
+                "judge": judge_relation(info_of[m1].backbone, rotation.voters(label_set), manifest.voters),
+                "2afc_a": figures[key1],
+                "2afc_b": figures[key2],
+                "difference": test["difference"],
+                "p_bootstrap": test["p_bootstrap"],
+                "p_wilcoxon": test["p_wilcoxon"],
+                "outcome": _outcome(test["difference"], test["p_bootstrap"], settings.alpha),
+            }
+        )
     for rotation in rotations:
         agreement += agreement_rows(rotation, dataset, groups, settings)
 
     records = []
     for i, row in enumerate(manifest.rows):
-        record = {k: row[k] for k in ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")}
+        record = {
+            k: row[k] for k in ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")
+        }
         record["fold"] = int(pair_fold[i])
         record.update({f"vote:{v}": float(row[f"vote:{v}"]) for v in manifest.voters})
         record.update({r.label_key("labelling"): float(dataset.labels[r.label_key("labelling")][i]) for r in rotations})
@@ -488,8 +473,10 @@ def run_study(pcmp: str | Path, out: str | Path, settings: StudySettings = Study
         | {"families": summary.get("config", {}).get("families"), "voters": list(manifest.voters)},
         "settings": settings.as_dict(),
         "images_scored": len(items),
-        "scores": {label: {"file": t.file.name, "columns": t.columns, "cached": t.cached, "seconds": round(t.seconds, 2)}
-                   for label, t in tables.items()},
+        "scores": {
+            label: {"file": t.file.name, "columns": t.columns, "cached": t.cached, "seconds": round(t.seconds, 2)}
+            for label, t in tables.items()
+        },
         "seconds": {"scoring": round(scored - started, 2), "statistics": round(time.perf_counter() - scored, 2)},
     }
     return StudyResult(root, list(manifest.voters), rotations, metrics, rows, comparisons, agreement, weights, records, info)

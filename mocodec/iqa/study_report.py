@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,10 @@ def _find(rows: Sequence[dict[str, Any]], **match: Any) -> dict[str, Any] | None
 
 
 def _comparison_text(c: dict[str, Any]) -> str:
-    return (f"{_figure(c['2afc_a'])} vs {c['b']} {_figure(c['2afc_b'])}: {c['outcome']} "
-            f"(p_boot {_p(c['p_bootstrap'])}, p_wilcoxon {_p(c['p_wilcoxon'])})")
+    return (
+        f"{_figure(c['2afc_a'])} vs {c['b']} {_figure(c['2afc_b'])}: {c['outcome']} "
+        f"(p_boot {_p(c['p_bootstrap'])}, p_wilcoxon {_p(c['p_wilcoxon'])})"
+    )
 
 
 def reading(result: StudyResult) -> list[str]:
@@ -74,8 +77,11 @@ def reading(result: StudyResult) -> list[str]:
     settings = result.info["settings"]
     feature, alpha = settings["feature_metric"]["label"], settings["alpha"]
     baselines = [spec.label for spec in BASELINES]
-    lines = [f"Significant means p_boot < {alpha:g} (paired cluster bootstrap over references); p_wilcoxon treats pairs as "
-             "independent and is shown alongside. p-values are per comparison, not corrected for multiplicity.", ""]
+    lines = [
+        f"Significant means p_boot < {alpha:g} (paired cluster bootstrap over references); p_wilcoxon treats pairs as "
+        "independent and is shown alongside. p-values are per comparison, not corrected for multiplicity.",
+        "",
+    ]
     lines.append("**Overall** (default layers, against the held-out voter's votes, over the rotations):")
     lines.append("")
     for backbone in settings["backbones"]:
@@ -83,15 +89,25 @@ def reading(result: StudyResult) -> list[str]:
         for base in baselines:
             found = [c for c in result.comparisons if c["a"] == metric and c["b"] == base and c["labels"] == "held-out"]
             parts = []
-            for relation, words in (("own", "judged by its own backbone"), ("other", "judged by another voter"), ("not a voter", "its backbone not a voter")):
+            for relation, words in (
+                ("own", "judged by its own backbone"),
+                ("other", "judged by another voter"),
+                ("not a voter", "its backbone not a voter"),
+            ):
                 subset = [c for c in found if c["judge"] == relation]
                 if subset:
                     outcomes = Counter(c["outcome"] for c in subset)
                     parts.append(f"{words}: {len(subset)} rotation(s), " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
             lines.append(f"- {metric} vs {base}: " + "; ".join(parts) + ".")
-        found = [c for c in result.comparisons if c["a"] == f"{metric}/fitted" and c["comparison"] == "fitted vs uniform" and c["labels"] == "held-out"]
+        found = [
+            c
+            for c in result.comparisons
+            if c["a"] == f"{metric}/fitted" and c["comparison"] == "fitted vs uniform" and c["labels"] == "held-out"
+        ]
         if found:
-            lines.append(f"- {metric} fitted vs uniform weights: " + "; ".join(f"held out {c['rotation']}: {c['outcome']}" for c in found) + ".")
+            lines.append(
+                f"- {metric} fitted vs uniform weights: " + "; ".join(f"held out {c['rotation']}: {c['outcome']}" for c in found) + "."
+            )
     extras = [m.label for m in result.metrics if m.backbone is None and m.label not in baselines]
     for metric in extras:
         for base in baselines:
@@ -102,30 +118,52 @@ def reading(result: StudyResult) -> list[str]:
         for backbone in settings["backbones"]:
             metric = f"{feature}[{backbone}]"
             for label_set in LABEL_SETS:
-                tests = [c for c in result.comparisons if c["rotation"] == rotation.heldout and c["labels"] == label_set and c["a"] == metric]
+                tests = [
+                    c for c in result.comparisons if c["rotation"] == rotation.heldout and c["labels"] == label_set and c["a"] == metric
+                ]
                 if not tests:
                     continue
                 words = "held-out votes" if label_set == "held-out" else "labelling label"
-                lines.append(f"- {metric} (default layers) on the {words} ({judge_text(tests[0]['judge'], label_set, backbone)}): "
-                             + "; ".join(_comparison_text(c) for c in tests) + ".")
+                lines.append(
+                    f"- {metric} (default layers) on the {words} ({judge_text(tests[0]['judge'], label_set, backbone)}): "
+                    + "; ".join(_comparison_text(c) for c in tests)
+                    + "."
+                )
             for kind in ("fitted vs uniform", "fitted vs default"):
-                tests = [c for c in result.comparisons if c["rotation"] == rotation.heldout and c["comparison"] == kind
-                         and c["a"] == f"{metric}/fitted"]
-                lines.append(f"- {metric} {kind} weights (cross-fitted): "
-                             + "; ".join(f"{'held-out votes' if c['labels'] == 'held-out' else 'labelling label'} {_comparison_text(c)}"
-                                         for c in tests) + ".")
-            singles = [r for r in result.twoafc if r["rotation"] == rotation.heldout and r["labels"] == "held-out"
-                       and r["backbone"] == backbone and r["variant"].startswith("layer")]
+                tests = [
+                    c
+                    for c in result.comparisons
+                    if c["rotation"] == rotation.heldout and c["comparison"] == kind and c["a"] == f"{metric}/fitted"
+                ]
+                lines.append(
+                    f"- {metric} {kind} weights (cross-fitted): "
+                    + "; ".join(
+                        f"{'held-out votes' if c['labels'] == 'held-out' else 'labelling label'} {_comparison_text(c)}" for c in tests
+                    )
+                    + "."
+                )
+            singles = [
+                r
+                for r in result.twoafc
+                if r["rotation"] == rotation.heldout
+                and r["labels"] == "held-out"
+                and r["backbone"] == backbone
+                and r["variant"].startswith("layer")
+            ]
             if singles:
                 best, worst = max(singles, key=lambda r: r["2afc"]), min(singles, key=lambda r: r["2afc"])
-                lines.append(f"- {metric} single layers on the held-out votes: best {best['variant']} ({_figure(best['2afc'])}), "
-                             f"worst {worst['variant']} ({_figure(worst['2afc'])}).")
+                lines.append(
+                    f"- {metric} single layers on the held-out votes: best {best['variant']} ({_figure(best['2afc'])}), "
+                    f"worst {worst['variant']} ({_figure(worst['2afc'])})."
+                )
         for metric in extras:
             tests = [c for c in result.comparisons if c["rotation"] == rotation.heldout and c["a"] == metric]
             lines.append(f"- {metric}: " + "; ".join(f"{c['labels']} {_comparison_text(c)}" for c in tests) + ".")
         overall = _find(result.agreement, rotation=rotation.heldout, group_kind="all")
-        lines.append(f"- the held-out voter agrees with the labelling label on {_figure(overall['agreement'])} of the pairs "
-                     f"[{_figure(overall['low'])}, {_figure(overall['high'])}] (ties count half).")
+        lines.append(
+            f"- the held-out voter agrees with the labelling label on {_figure(overall['agreement'])} of the pairs "
+            f"[{_figure(overall['low'])}, {_figure(overall['high'])}] (ties count half)."
+        )
     return lines
 
 
@@ -173,7 +211,9 @@ def agreement_tables(result: StudyResult) -> str:
                 row[f"held out {rotation.heldout}"] = f"{_figure(r['agreement'])} [{_figure(r['low'])}, {_figure(r['high'])}]"
                 if kind == "all":
                     row[f"undecided ({rotation.heldout})"] = _figure(r["undecided"])
-                    row[f"decided pairs only ({rotation.heldout})"] = _figure(r["agreement_decided"]) if r["agreement_decided"] is not None else ""
+                    row[f"decided pairs only ({rotation.heldout})"] = (
+                        _figure(r["agreement_decided"]) if r["agreement_decided"] is not None else ""
+                    )
             row["n"] = r["n"]
             rows.append(row)
         sections.append(f"### {title}\n\n{to_markdown(rows)}")
@@ -183,31 +223,46 @@ def agreement_tables(result: StudyResult) -> str:
 def study_markdown(result: StudyResult) -> str:
     build, settings = result.info["build"], result.info["settings"]
     header = [
-        "# PCMP study: which metric predicts machine preference?", "",
+        "# PCMP study: which metric predicts machine preference?",
+        "",
         f"PCMP build `{result.root}`: {build['pairs']} pairs of {build['references']} references ({build['images']} distorted images), "
         f"PSNR tolerance {build['tolerance']} dB; families: {', '.join(build['families'] or [])}; voters: {', '.join(result.voters)}.",
         f"Feature metric {settings['feature_metric']['label']} on {', '.join(settings['backbones'])}; fitted weights cross-fitted over "
         f"{settings['folds']} folds of references (ridge {settings['ridge']:g}); 95 % intervals and p_boot by a paired cluster bootstrap "
         f"over references ({settings['n_resamples']} resamples, seed {settings['seed']}). {result.info['images_scored']} images scored "
-        f"once per metric ({result.info['seconds']['scoring']:.0f} s), statistics {result.info['seconds']['statistics']:.0f} s.", "",
+        f"once per metric ({result.info['seconds']['scoring']:.0f} s), statistics {result.info['seconds']['statistics']:.0f} s.",
+        "",
         "Each rotation holds one voter out: the *labelling* label is the soft label (share of votes for A, ties half) of the other "
         "voters, the *held-out* label the held-out voter's votes. 2AFC = p·[metric prefers A] + (1 − p)·[metric prefers B], "
         "equal scores count half. `judge`: `own` = the metric's backbone is a voter of that label (it is judged by its own "
         f"backbone; marked {OWN_MARK}), `other` = its backbone is another voter of the build, `not a voter`. Fitted weights are "
-        "fitted on the labelling label of the other folds' references only.", "",
-        "## Reading", "", *reading(result), "",
-        "## Summary: 2AFC against the held-out voter", "",
+        "fitted on the labelling label of the other folds' references only.",
+        "",
+        "## Reading",
+        "",
+        *reading(result),
+        "",
+        "## Summary: 2AFC against the held-out voter",
+        "",
         f"Per rotation: 2AFC [95 % interval] ({OWN_MARK}: the held-out voter is the metric's own backbone), then p_boot against "
-        "PSNR and against MS-SSIM.", "",
+        "PSNR and against MS-SSIM.",
+        "",
         to_markdown(summary_table(result)),
-        "## Label agreement (error analysis of the PCMP proxy)", "",
+        "## Label agreement (error analysis of the PCMP proxy)",
+        "",
         "Share of pairs on which the held-out voter's vote picks the image the labelling label picks (the label rounded: above ½ A, "
         "below ½ B); a tie of the held-out voter or an undecided label (exactly ½) counts half. `undecided`: share of pairs where "
-        "either is undecided; `decided pairs only`: agreement on the others. Intervals: cluster bootstrap over references.", "",
+        "either is undecided; `decided pairs only`: agreement on the others. Intervals: cluster bootstrap over references.",
+        "",
         agreement_tables(result),
     ]
     for rotation in result.rotations:
-        header += ["", f"## Held out {rotation.heldout} (labels from {', '.join(rotation.labelling)})", "", to_markdown(rotation_table(result, rotation))]
+        header += [
+            "",
+            f"## Held out {rotation.heldout} (labels from {', '.join(rotation.labelling)})",
+            "",
+            to_markdown(rotation_table(result, rotation)),
+        ]
         weights = [w for w in result.weights if w["rotation"] == rotation.heldout]
         if weights:
             header += ["Fitted weights per fold (each scores the pairs of its fold; fitted on the other folds):", "", to_markdown(weights)]
@@ -233,12 +288,29 @@ def study_figure(result: StudyResult, path: Path) -> Path:
             rows = [_find(result.twoafc, rotation=rotation.heldout, labels=label_set, metric=m) for m in labels]
             values = np.array([r["2afc"] for r in rows], dtype=float)
             errors = np.abs(np.array([[r["low"], r["high"]] for r in rows], dtype=float).T - values)
-            ax.errorbar(values, y + offset, xerr=np.nan_to_num(errors), fmt=marker, ms=4, capsize=2, color=colour, lw=0.8,
-                        label="labelling voters' soft label" if label_set == "labelling" else "held-out voter's votes")
+            ax.errorbar(
+                values,
+                y + offset,
+                xerr=np.nan_to_num(errors),
+                fmt=marker,
+                ms=4,
+                capsize=2,
+                color=colour,
+                lw=0.8,
+                label="labelling voters' soft label" if label_set == "labelling" else "held-out voter's votes",
+            )
             own = np.array([r["judge"] == "own" for r in rows])
             if own.any():
-                ax.scatter(values[own], (y + offset)[own], s=70, facecolors="none", edgecolors="black", lw=0.9, zorder=3,
-                           label="judged by its own backbone")
+                ax.scatter(
+                    values[own],
+                    (y + offset)[own],
+                    s=70,
+                    facecolors="none",
+                    edgecolors="black",
+                    lw=0.9,
+                    zorder=3,
+                    label="judged by its own backbone",
+                )
         ax.axvline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_title(f"held out {rotation.heldout}\n(labels: {', '.join(rotation.labelling)})", fontsize=9)
         ax.set_xlabel("2AFC")
@@ -259,17 +331,30 @@ def study_figure(result: StudyResult, path: Path) -> Path:
 def write_study(result: StudyResult, out: str | Path) -> list[Path]:
     """Write every file of the layout above; ``study.json`` last. Returns the paths written."""
     out = Path(out)
-    tables = {"pairs.csv": result.pairs, "twoafc.csv": result.twoafc, "comparisons.csv": result.comparisons,
-              "agreement.csv": result.agreement, "weights.csv": result.weights}
+    tables = {
+        "pairs.csv": result.pairs,
+        "twoafc.csv": result.twoafc,
+        "comparisons.csv": result.comparisons,
+        "agreement.csv": result.agreement,
+        "weights.csv": result.weights,
+    }
     written = []
     for name, rows in tables.items():
         atomic_write_text(out / name, to_csv(rows))
         written.append(out / name)
     atomic_write_text(out / "study.md", study_markdown(result))
     written += [out / "study.md", study_figure(result, out / "study.png")]
-    payload = {"format": FORMAT, "version": VERSION, **result.info, "voters": result.voters,
-               "rotations": [{"heldout": r.heldout, "labelling": list(r.labelling)} for r in result.rotations],
-               "metrics": [m.__dict__ for m in result.metrics], "twoafc": result.twoafc, "comparisons": result.comparisons,
-               "agreement": result.agreement, "weights": result.weights}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        **result.info,
+        "voters": result.voters,
+        "rotations": [{"heldout": r.heldout, "labelling": list(r.labelling)} for r in result.rotations],
+        "metrics": [m.__dict__ for m in result.metrics],
+        "twoafc": result.twoafc,
+        "comparisons": result.comparisons,
+        "agreement": result.agreement,
+        "weights": result.weights,
+    }
     write_results(out / STUDY_FILE, payload)  # every value is a Python number or string already
     return [*written, out / STUDY_FILE]

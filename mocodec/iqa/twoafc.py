@@ -14,8 +14,8 @@ A metric that always ties scores 0.5; a perfect one scores the mean of max(p, 1 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -24,8 +24,9 @@ and an undecided one 0.5.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -87,9 +88,12 @@ class Consistency:
         return {"top1_match": bool(self.top1_match[i]), "kl": float(self.kl[i]), "cosine": float(self.cosine[i])}
 
     @classmethod
-    def from_records(cls, records: Sequence[dict[str, float | bool]]) -> "Consistency":
-        return cls(np.array([bool(r["top1_match"]) for r in records]),
-                   np.array([float(r["kl"]) for r in records]), np.array([float(r["cosine"]) for r in records]))
+    def from_records(cls, records: Sequence[dict[str, float | bool]]) -> Consistency:
+        return cls(
+            np.array([bool(r["top1_match"]) for r in records]),
+            np.array([float(r["kl"]) for r in records]),
+            np.array([float(r["cosine"]) for r in records]),
+        )
 
 
 def consistency(p_reference: Tensor, p_images: Tensor) -> Consistency:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mocodec.losses import mse, msssim  # noqa: F401  (registers the distortions)
-from mocodec.losses import feature_similarity, lpips, ml_clipsim  # noqa: F401  (ml-featsim, lpips, ml-clipsim)
+from mocodec.losses import feature_similarity, lpips, ml_clipsim, mse, msssim  # noqa: F401  (registers the distortions)  # noqa: F401  (ml-featsim, lpips, ml-clipsim)
 from mocodec.losses.base import Distortion
 from mocodec.losses.mse import psnr
 from mocodec.losses.msssim import msssim as ms_ssim
@@ -13,8 +12,15 @@ from mocodec.losses.rate_distortion import RateDistortionLoss, bpp_from_likeliho
 from mocodec.losses.registry import DISTORTIONS, register_distortion
 
 __all__ = [
-    "DISTORTIONS", "Distortion", "RateDistortionLoss", "bpp_from_likelihoods", "create_distortion",
-    "list_distortions", "ms_ssim", "psnr", "register_distortion",
+    "DISTORTIONS",
+    "Distortion",
+    "RateDistortionLoss",
+    "bpp_from_likelihoods",
+    "create_distortion",
+    "list_distortions",
+    "ms_ssim",
+    "psnr",
+    "register_distortion",
 ]
 
 

@@ -29,4 +29,6 @@ class Distortion(nn.Module):
 
 def check_pair(x_hat: Tensor, x: Tensor) -> None:
     if x_hat.shape != x.shape or x.dim() != 4:
-        raise ConfigError(f"distortion inputs must be two N x C x H x W tensors of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
+        raise ConfigError(
+            f"distortion inputs must be two N x C x H x W tensors of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}"
+        )

@@ -31,7 +31,8 @@ encoder's input size (``resize_mode``) and normalised with its mean/std.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -197,7 +198,9 @@ class MultiLayerFeatureSimilarity(FrozenNetworkDistortion):
         if resize_mode not in RESIZE_MODES:
             raise ConfigError(f"unknown resize_mode '{resize_mode}'; use one of {', '.join(RESIZE_MODES)}")
         if resize_mode == "none" and not encoder.any_size:
-            raise ConfigError(f"resize_mode 'none' needs an encoder that accepts any size; this one takes {encoder.input_size}: use 'resize' or 'tiles'")
+            raise ConfigError(
+                f"resize_mode 'none' needs an encoder that accepts any size; this one takes {encoder.input_size}: use 'resize' or 'tiles'"
+            )
         if include_cls and not encoder.has_extra_tokens:
             raise ConfigError("include_cls needs an encoder with class tokens (a ViT); this one has none")
         numbers = resolve_layers(layers, encoder.num_layers)
@@ -304,9 +307,7 @@ class CNNFeatures(FeatureEncoder):
 
     def forward(self, x: Tensor, layers: Sequence[int], embedding: bool, extra_tokens: bool = False) -> LayerFeatures:
         captured: dict[int, Tensor] = {}
-        handles = [
-            self.stages[i].register_forward_hook(lambda _m, _inp, out, i=i: captured.__setitem__(i, out)) for i in layers
-        ]
+        handles = [self.stages[i].register_forward_hook(lambda _m, _inp, out, i=i: captured.__setitem__(i, out)) for i in layers]
         try:
             final = self.trunk(x)
         finally:
@@ -319,7 +320,9 @@ class CNNFeatures(FeatureEncoder):
 def efficientnet_lite_stage_ends(network: nn.Module) -> list[nn.Module]:
     """The last MBConv block of each stage (a stage's first block changes the channel count)."""
     blocks = list(network._blocks)
-    return [b for b, nxt in zip(blocks, [*blocks[1:], None]) if nxt is None or nxt._block_args.input_filters != nxt._block_args.output_filters]
+    return [
+        b for b, nxt in zip(blocks, [*blocks[1:], None]) if nxt is None or nxt._block_args.input_filters != nxt._block_args.output_filters
+    ]
 
 
 def efficientnet_lite_features(variant: str = "efficientnet-lite0", weights: str | bool | None = True) -> CNNFeatures:

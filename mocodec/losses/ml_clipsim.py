@@ -27,9 +27,10 @@ offline, the error names the file to download and the flag that takes it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +72,11 @@ def open_clip_weights(model: str, pretrained: str, *, what: str, alternative: st
     path = Path(pretrained).expanduser()
     if path.is_file():
         tag_cfgs = [open_clip.get_pretrained_cfg(model, t) for t in open_clip.list_pretrained_tags_by_model(model)]
-        shared = {k: tag_cfgs[0][k] for k in ("mean", "std", "interpolation") if tag_cfgs and all(c.get(k) == tag_cfgs[0].get(k) for c in tag_cfgs)}
+        shared = {
+            k: tag_cfgs[0][k]
+            for k in ("mean", "std", "interpolation")
+            if tag_cfgs and all(c.get(k) == tag_cfgs[0].get(k) for c in tag_cfgs)
+        }
         return path, shared
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:

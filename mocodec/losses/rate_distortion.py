@@ -27,7 +27,8 @@ The returned dict has every figure worth logging: ``bpp``, each raw term ``d_i``
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -29,14 +29,15 @@ simply recomputes its outputs on the originals at each rate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mocodec.evaluation.metrics import Metric
 from mocodec.data.samples import Sample  # what :meth:`Task.dataset` returns; the dataset readers build them
+from mocodec.evaluation.metrics import Metric
 
 __all__ = ["Sample", "Task"]
 

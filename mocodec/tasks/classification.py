@@ -34,9 +34,10 @@ the labelled images only (None if there are none), the rest over all.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -139,7 +140,9 @@ def timm_classifier(name: str, weights: str | Path | None, pretrained: bool) -> 
         network = timm.create_model(name, pretrained=False, **({"num_classes": int(head.shape[0])} if head is not None else {}))
         _load_into(network, state_dict, path, name)
     cfg = timm.data.resolve_data_config({}, model=network)
-    return Classifier(network, Preprocessing(cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["crop_pct"], cfg["interpolation"]))
+    return Classifier(
+        network, Preprocessing(cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["crop_pct"], cfg["interpolation"])
+    )
 
 
 def torchvision_classifier(name: str, weights: str | Path | None, pretrained: bool) -> Classifier:
@@ -191,7 +194,9 @@ def build_classifier(model: str, weights: str | Path | None = None, pretrained: 
 # --------------------------------------------------------------------------- metrics
 
 
-def classification_records(log_p_original: Tensor, log_p_decoded: Tensor, labels: Sequence[int | None] | None = None) -> list[dict[str, Any]]:
+def classification_records(
+    log_p_original: Tensor, log_p_decoded: Tensor, labels: Sequence[int | None] | None = None
+) -> list[dict[str, Any]]:
     """Per-image records (see the module docstring) from N x K log-probabilities."""
     n, k = log_p_original.shape
     labels = list(labels) if labels is not None else [None] * n
@@ -205,18 +210,20 @@ def classification_records(log_p_original: Tensor, log_p_decoded: Tensor, labels
     for i, label in enumerate(labels):
         pred_o, pred_d = int(top_o[i, 0]), int(top_d[i, 0])
         labelled = label is not None
-        records.append({
-            "label": int(label) if labelled else None,
-            "pred_original": pred_o,
-            "pred": pred_d,
-            "agreement": pred_d == pred_o,
-            "top1": pred_d == label if labelled else None,
-            "top5": int(label) in top_d[i].tolist() if labelled else None,
-            "top1_original": pred_o == label if labelled else None,
-            "kl": float(kl[i]),
-            "top5_overlap": len(set(top_o[i].tolist()) & set(top_d[i].tolist())) / top,
-            "confidence": float(confidence[i]),
-        })
+        records.append(
+            {
+                "label": int(label) if labelled else None,
+                "pred_original": pred_o,
+                "pred": pred_d,
+                "agreement": pred_d == pred_o,
+                "top1": pred_d == label if labelled else None,
+                "top5": int(label) in top_d[i].tolist() if labelled else None,
+                "top1_original": pred_o == label if labelled else None,
+                "kl": float(kl[i]),
+                "top5_overlap": len(set(top_o[i].tolist()) & set(top_d[i].tolist())) / top,
+                "confidence": float(confidence[i]),
+            }
+        )
     return records
 
 
@@ -234,8 +241,16 @@ class ClassificationTask(Task):
         Metric("confidence", "judge's confidence on originals", reference=True),
     )
 
-    def __init__(self, classifier: Classifier, *, model: str = "", weights_id: str = "", batch_size: int = 32, device: str | torch.device = "cpu",
-                 bf16: bool = False):
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        model: str = "",
+        weights_id: str = "",
+        batch_size: int = 32,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+    ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.classifier = classifier.to(device)
@@ -249,8 +264,15 @@ class ClassificationTask(Task):
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
 
-    def dataset(self, root: str | Path | None = None, layout: str = "auto", labels: str | Path | None = None,
-                tile: int = 288, stride: int = 72, classes: str | None = None) -> list[Sample]:
+    def dataset(
+        self,
+        root: str | Path | None = None,
+        layout: str = "auto",
+        labels: str | Path | None = None,
+        tile: int = 288,
+        stride: int = 72,
+        classes: str | None = None,
+    ) -> list[Sample]:
         """ImageNet layouts, any image folder, or the embedded tiles (see :mod:`mocodec.data.imagenet`); ``classes="I/N"``: a class split."""
         samples = imagenet_samples(root, layout, labels, self.classifier.class_names, tile, stride, classes)
         self.check_labels([s.target for s in samples], where=str(root or "the embedded photos"))
@@ -303,8 +325,14 @@ class ClassificationTask(Task):
 
 
 @register_task(task_class=ClassificationTask, test_kwargs={"model": "test_efficientnet", "pretrained": False})
-def classification(model: str = "efficientnet_lite0", weights: str | Path | None = None, pretrained: bool = True,
-                   batch_size: int = 32, device: str = "cpu", bf16: bool = False) -> ClassificationTask:
+def classification(
+    model: str = "efficientnet_lite0",
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+    batch_size: int = 32,
+    device: str = "cpu",
+    bf16: bool = False,
+) -> ClassificationTask:
     """A classifier by name (timm / torchvision / EfficientNet-Lite) judging decoded images.
 
     ``bf16``: run the network under bfloat16 autocast (on a GPU about twice the images/s; the
@@ -312,5 +340,6 @@ def classification(model: str = "efficientnet_lite0", weights: str | Path | None
     """
     classifier = build_classifier(model, weights, pretrained)
     weights_id = file_digest(weights).hex() if weights else ("pretrained" if pretrained else "random")
-    return ClassificationTask(classifier, model=resolve_model(model)[1], weights_id=weights_id, batch_size=batch_size, device=device,
-                              bf16=bf16)
+    return ClassificationTask(
+        classifier, model=resolve_model(model)[1], weights_id=weights_id, batch_size=batch_size, device=device, bf16=bf16
+    )

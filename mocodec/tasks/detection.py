@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -55,7 +56,9 @@ def detection_rows(det: Detections) -> list[list[float]]:
     return [[*box, score, int(label)] for box, score, label in zip(xywh.tolist(), scores.tolist(), det.labels.tolist())]
 
 
-def coco_map(ground_truth: Sequence[Sequence[Sequence[float]]], detections: Sequence[Sequence[Sequence[float]]]) -> tuple[float | None, float | None]:
+def coco_map(
+    ground_truth: Sequence[Sequence[Sequence[float]]], detections: Sequence[Sequence[Sequence[float]]]
+) -> tuple[float | None, float | None]:
     """(mAP@[.5:.95], mAP@0.5) of ``detections`` against ``ground_truth`` with pycocotools.
 
     Both are per-image lists: ground truth rows ``[x, y, w, h, class, ignore]``, detection
@@ -77,7 +80,8 @@ def coco_map(ground_truth: Sequence[Sequence[Sequence[float]]], detections: Sequ
         return None, None
     results = [
         {"image_id": i, "bbox": [x, y, w, h], "score": s, "category_id": int(c) + 1}
-        for i, rows in enumerate(detections, start=1) for x, y, w, h, s, c in rows
+        for i, rows in enumerate(detections, start=1)
+        for x, y, w, h, s, c in rows
     ]
     if not results:  # pycocotools cannot load an empty result list; nothing found is mAP 0
         return 0.0, 0.0
@@ -96,7 +100,9 @@ def coco_map(ground_truth: Sequence[Sequence[Sequence[float]]], detections: Sequ
     return float(evaluation.stats[0]), float(evaluation.stats[1])
 
 
-@register_task(name="detection", test_kwargs={"model": "yolo11n", "pretrained": False, "imgsz": 64, "conf": 1e-9, "max_det": 5, "agreement_conf": 0.0})
+@register_task(
+    name="detection", test_kwargs={"model": "yolo11n", "pretrained": False, "imgsz": 64, "conf": 1e-9, "max_det": 5, "agreement_conf": 0.0}
+)
 class DetectionTask(Task):
     """A frozen detector judging decoded images against labels and against its own boxes on the originals.
 
@@ -131,8 +137,10 @@ class DetectionTask(Task):
         device: str | None = None,
     ) -> None:
         options = {
-            "conf": number_option(conf, "conf", float, 0), "iou": number_option(iou, "iou", float, 0),
-            "max_det": number_option(max_det, "max_det", int, 1), "imgsz": number_option(imgsz, "imgsz", int, 32),
+            "conf": number_option(conf, "conf", float, 0),
+            "iou": number_option(iou, "iou", float, 0),
+            "max_det": number_option(max_det, "max_det", int, 1),
+            "imgsz": number_option(imgsz, "imgsz", int, 32),
         }
         self.detector = create_detector(model, weights, pretrained=pretrained, device=device, **options)
         self.agreement_conf = number_option(agreement_conf, "agreement_conf", float, 0)

@@ -15,10 +15,11 @@ image holds) and returns one :class:`Detections` per image, in that image's pixe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -91,11 +92,15 @@ def ultralytics_weights_file(name: str) -> Path:
     target = Path(utils.SETTINGS["weights_dir"]) / file
     if not (Path(file).is_file() or target.is_file() or file in assets):
         examples = sorted(n.removesuffix(".pt") for n in assets if n.startswith(("yolo11", "yolov8")) and "-" not in n)
-        raise WeightsError(f"ultralytics publishes no model '{name}'; detectors it does: {', '.join(examples)}, ...; or pass --weights PATH")
+        raise WeightsError(
+            f"ultralytics publishes no model '{name}'; detectors it does: {', '.join(examples)}, ...; or pass --weights PATH"
+        )
     try:
         path = Path(utils.downloads.attempt_download_asset(file))
     except Exception as exc:  # ConnectionError offline; other network failures mean the same here
-        raise WeightsError(f"cannot download {file} ({type(exc).__name__}; offline?); place it at {target}, or pass --weights PATH") from None
+        raise WeightsError(
+            f"cannot download {file} ({type(exc).__name__}; offline?); place it at {target}, or pass --weights PATH"
+        ) from None
     if not path.is_file():
         raise WeightsError(f"ultralytics did not fetch {file}; place it at {target}, or pass --weights PATH")
     return path
@@ -143,7 +148,9 @@ class UltralyticsDetector:
         except Exception as exc:  # a damaged or foreign file raises anything from pickle to KeyError
             raise WeightsError(f"{source} is not an ultralytics checkpoint ({type(exc).__name__}: {str(exc)[:100]})") from None
         if self.yolo.task != "detect":
-            raise ConfigError(f"{source.name} is an ultralytics {self.yolo.task} model; the detection task needs a detect model (yolo11n, yolov8s, ...)")
+            raise ConfigError(
+                f"{source.name} is an ultralytics {self.yolo.task} model; the detection task needs a detect model (yolo11n, yolov8s, ...)"
+            )
         names = tuple(self.yolo.names[i] for i in range(len(self.yolo.names)))
         if names == tuple(str(i) for i in range(80)):  # a model built from a yaml carries placeholders
             names = coco80_names()
@@ -152,10 +159,7 @@ class UltralyticsDetector:
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # ultralytics reads arrays as OpenCV does
         results = self.yolo.predict(bgr, verbose=False, device=self.device, **self.options)
-        return [
-            Detections(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int))
-            for r in results
-        ]
+        return [Detections(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int)) for r in results]
 
     def identity(self) -> dict[str, Any]:
         return {"model": self.model_name, "weights": weights_id(self.weights, self.pretrained), **self.options}
@@ -181,8 +185,12 @@ class TorchvisionDetector:
         published = torchvision.models.get_model_weights(model).DEFAULT
         self.names = tuple(published.meta["categories"])
         net = torchvision.models.get_model(
-            model, weights=None, weights_backbone=None, num_classes=len(self.names),
-            box_score_thresh=conf, box_detections_per_img=max_det,
+            model,
+            weights=None,
+            weights_backbone=None,
+            num_classes=len(self.names),
+            box_score_thresh=conf,
+            box_detections_per_img=max_det,
         )
         if weights is not None or pretrained:
             path = Path(weights) if weights is not None else torchvision_weights_file(model)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,9 @@ def report_missing(samples: Sequence[Sample], missing: Sequence[tuple[str, str]]
         return
     if not samples:
         raise ConfigError(f"none of the {len(missing)} labelled images are present (first: {missing[0][0]}); check the image folder")
-    warnings.warn(f"{len(missing)} labelled image(s) are absent (first: {missing[0][0]}); evaluating the {len(samples)} present", stacklevel=3)
+    warnings.warn(
+        f"{len(missing)} labelled image(s) are absent (first: {missing[0][0]}); evaluating the {len(samples)} present", stacklevel=3
+    )
 
 
 def number_option(value: Any, name: str, kind: Callable[[Any], Any] = float, minimum: float | None = None) -> Any:

@@ -30,9 +30,10 @@ image, and every later rate reuses those answers.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -104,16 +105,24 @@ class VQATask(Task):
 
         self.model_name, self.weights, self.pretrained = model, weights, pretrained
         self.vlm = VisionLanguageModel.from_name(
-            model, weights, pretrained, device=device, dtype=dtype,
-            max_new_tokens=number_option(max_new_tokens, "max_new_tokens", int, 1), batch_size=number_option(batch_size, "batch_size", int, 1),
+            model,
+            weights,
+            pretrained,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=number_option(max_new_tokens, "max_new_tokens", int, 1),
+            batch_size=number_option(batch_size, "batch_size", int, 1),
         )
 
     def identity(self) -> dict[str, Any]:
         random = not self.pretrained or (self.model_name.startswith("random:") and not self.weights)
         weights = str(Path(self.weights).resolve()) if self.weights else ("random" if random else "pretrained")
         return {
-            "name": self.name, "model": self.model_name, "weights": weights,
-            "dtype": str(self.vlm.dtype).removeprefix("torch."), "max_new_tokens": self.vlm.generation.max_new_tokens,
+            "name": self.name,
+            "model": self.model_name,
+            "weights": weights,
+            "dtype": str(self.vlm.dtype).removeprefix("torch."),
+            "max_new_tokens": self.vlm.generation.max_new_tokens,
             "prompts": PROMPT_TEMPLATES,
         }
 
@@ -183,7 +192,7 @@ class VQATask(Task):
         texts = self.vlm.answer(images, prompts)
         for (ref, question), text in zip(pending, texts):
             ref.answers[question.id] = text
-        decoded_texts = iter(texts[len(pending):])
+        decoded_texts = iter(texts[len(pending) :])
         records = []
         for ref, questions in zip(references, targets):
             ref.image = None  # its questions are all answered: the original's pixels are no longer needed
@@ -221,9 +230,14 @@ class VQATask(Task):
 
 def _question_row(question: Question, original: str, decoded: str) -> dict[str, Any]:
     return {
-        "id": question.id, "category": question.category, "kind": question.kind, "label": question.answer,
-        "original": original, "decoded": decoded,
-        "original_answer": parse_answer(question, original), "decoded_answer": parse_answer(question, decoded),
+        "id": question.id,
+        "category": question.category,
+        "kind": question.kind,
+        "label": question.answer,
+        "original": original,
+        "decoded": decoded,
+        "original_answer": parse_answer(question, original),
+        "decoded_answer": parse_answer(question, decoded),
     }
 
 
@@ -250,5 +264,7 @@ def _label_free_samples(root: Path) -> list[Sample]:
     """Every image under ``root`` with the label-free questions (agreement only)."""
     samples = [Sample(p.relative_to(root).as_posix(), p, LABEL_FREE_QUESTIONS) for p in list_images(root)]
     if not samples:
-        raise ConfigError(f"no SEED-Bench.json, coco_pope_<split>.json or images in {root}; vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images")
+        raise ConfigError(
+            f"no SEED-Bench.json, coco_pope_<split>.json or images in {root}; vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images"
+        )
     return samples

@@ -14,8 +14,9 @@ it builds its model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import huggingface_hub
 import huggingface_hub.constants
@@ -83,7 +84,9 @@ def load_vlm(model: str, weights: str | Path | None = None, dtype: torch.dtype =
 class VisionLanguageModel:
     """Greedy answers of a frozen VLM: :meth:`answer` maps (image, prompt) pairs to answer texts."""
 
-    def __init__(self, model: Any, processor: Any, max_new_tokens: int = 16, batch_size: int = 8, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, model: Any, processor: Any, max_new_tokens: int = 16, batch_size: int = 8, device: str | torch.device | None = None
+    ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().requires_grad_(False).to(self.device)
         self.processor = processor
@@ -91,15 +94,24 @@ class VisionLanguageModel:
         self.batch_size = batch_size
         own = model.generation_config
         self.generation = transformers.GenerationConfig(
-            do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-            eos_token_id=own.eos_token_id, bos_token_id=own.bos_token_id,
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=own.eos_token_id,
+            bos_token_id=own.bos_token_id,
             pad_token_id=own.pad_token_id if own.pad_token_id is not None else processor.tokenizer.pad_token_id,
         )
 
     @classmethod
     def from_name(
-        cls, model: str, weights: str | Path | None = None, pretrained: bool = True, device: str | None = None, dtype: str | None = None, **options: Any,
-    ) -> "VisionLanguageModel":
+        cls,
+        model: str,
+        weights: str | Path | None = None,
+        pretrained: bool = True,
+        device: str | None = None,
+        dtype: str | None = None,
+        **options: Any,
+    ) -> VisionLanguageModel:
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is not None and dtype not in DTYPES:
             raise ConfigError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
@@ -123,11 +135,14 @@ class VisionLanguageModel:
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
             inputs = self.processor(
-                text=[self.chat_text(p) for p in prompts[chunk]], images=list(images[chunk]), return_tensors="pt", padding=True,
+                text=[self.chat_text(p) for p in prompts[chunk]],
+                images=list(images[chunk]),
+                return_tensors="pt",
+                padding=True,
             ).to(self.device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
             out = self.model.generate(**inputs, generation_config=self.generation)
-            new_tokens = out[:, inputs["input_ids"].shape[1]:]
+            new_tokens = out[:, inputs["input_ids"].shape[1] :]
             answers.extend(text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True))
         return answers

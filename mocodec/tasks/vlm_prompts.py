@@ -40,7 +40,7 @@ is 0 (scikit-learn's ``zero_division=0``).
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from mocodec.data.questions import Question
 
@@ -77,7 +77,7 @@ def parse_choice(text: str, letters: str, choices: Sequence[str] = ()) -> str | 
 
 
 def parse_yes_no(text: str) -> str | None:
-    """"yes"/"no" by POPE's reference rule, or None when the answer says neither (scored "yes")."""
+    """ "yes"/"no" by POPE's reference rule, or None when the answer says neither (scored "yes")."""
     first_sentence = text.split(".")[0].replace(",", "")
     words = {word.strip("!?;:\"'()*").lower() for word in first_sentence.split()}
     if words & {"no", "not"}:

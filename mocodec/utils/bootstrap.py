@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -78,9 +78,7 @@ class Interval:
     level: float = 0.95
 
 
-def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float], resampler: Resampler, level: float = 0.95
-) -> Interval:
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], resampler: Resampler, level: float = 0.95) -> Interval:
     """Percentile interval of ``statistic(indices)``; the estimate uses every item once."""
     low, high = percentile_interval([statistic(idx) for idx in resampler], level)
     return Interval(float(statistic(np.arange(resampler.n))), low, high, level)

@@ -9,7 +9,8 @@ instead of a ``TypeError`` from deep inside a constructor.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
 

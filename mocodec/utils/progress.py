@@ -7,7 +7,8 @@ may pass it, their own, or nothing.
 
 from __future__ import annotations
 
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm import tqdm
 

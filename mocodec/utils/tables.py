@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Row = Mapping[str, Any]
 

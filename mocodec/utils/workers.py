@@ -10,9 +10,10 @@ running finish) and is raised here, its type and message intact.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 

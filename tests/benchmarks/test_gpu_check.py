@@ -14,8 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "cpu_check.md"
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-only", "--out", str(out)],
-                         capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-only", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = out.read_text()
     assert "FAILED" not in report

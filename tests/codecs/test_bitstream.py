@@ -36,7 +36,15 @@ def data(codec, image):
 def test_header_round_trip():
     bs = Bitstream("jpeg", 75, bytes(range(8)), 300, 451, 1, 16, [b"abc", b""], np.arange(300 * 451, dtype=np.uint8).reshape(300, 451) % 7)
     back = unpack(pack(bs))
-    assert (back.codec, back.quality, back.weights_id, back.height, back.width, back.channels, back.bitdepth) == ("jpeg", 75, bytes(range(8)), 300, 451, 1, 16)
+    assert (back.codec, back.quality, back.weights_id, back.height, back.width, back.channels, back.bitdepth) == (
+        "jpeg",
+        75,
+        bytes(range(8)),
+        300,
+        451,
+        1,
+        16,
+    )
     assert back.strings == [b"abc", b""] and np.array_equal(back.alpha, bs.alpha)
 
 
@@ -95,7 +103,9 @@ def test_trailing_bytes(data):
 
 
 def test_decoding_with_another_codec_is_refused(data):
-    with pytest.raises(BitstreamError, match="bitstream was written by codec bmshj2018-hyperprior, not jpeg; decode with --codec bmshj2018-hyperprior"):
+    with pytest.raises(
+        BitstreamError, match="bitstream was written by codec bmshj2018-hyperprior, not jpeg; decode with --codec bmshj2018-hyperprior"
+    ):
         bitstream.decode(load_codec("jpeg", 50), data)
 
 

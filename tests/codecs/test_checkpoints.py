@@ -69,5 +69,8 @@ def test_not_a_torch_file(tmp_path):
 
 
 def test_pretrained_offline_names_url_and_alternative():
-    with pytest.raises(WeightsError, match=r"cannot download pretrained bmshj2018-hyperprior quality 3 \(mse\) from https://compressai.*; place that file at .*bmshj2018-hyperprior-3-.*, or pass --checkpoint PATH"):
+    with pytest.raises(
+        WeightsError,
+        match=r"cannot download pretrained bmshj2018-hyperprior quality 3 \(mse\) from https://compressai.*; place that file at .*bmshj2018-hyperprior-3-.*, or pass --checkpoint PATH",
+    ):
         load_codec("bmshj2018-hyperprior", 3, pretrained=True)

@@ -50,21 +50,37 @@ def test_default_configuration_has_the_published_parameter_count():
         part = name.split(".")[0] if not name.startswith("slices.") else name.split(".")[2]
         parts[part] = parts.get(part, 0) + p.numel()
     assert parts["entropy_bottleneck"] == 192 * 61
-    assert parts["local_context"] == 10 * (64 + 32 * 96 + 96 + 9 * 9 * 2 + 32 * 64 * 25 + 64 + 64 * 64 + 64 + 128 + 64 * 128 + 128 + 128 * 64 + 64)
+    assert parts["local_context"] == 10 * (
+        64 + 32 * 96 + 96 + 9 * 9 * 2 + 32 * 64 * 25 + 64 + 64 * 64 + 64 + 128 + 64 * 128 + 128 + 128 * 64 + 64
+    )
     assert parts == {
-        "g_a": 4_396_352, "g_s": 14_700_172, "h_a": 1_881_024, "h_s": 16_685_600,
-        "entropy_bottleneck": 11_712, "local_context": 755_220, "channel_context": 5_810_112,
-        "inter_context": 4_633_344, "intra_context": 659_232, "anchor_parameters": 3_837_440,
-        "non_anchor_parameters": 4_226_560, "anchor_lrp": 12_952_320, "non_anchor_lrp": 12_952_320,
+        "g_a": 4_396_352,
+        "g_s": 14_700_172,
+        "h_a": 1_881_024,
+        "h_s": 16_685_600,
+        "entropy_bottleneck": 11_712,
+        "local_context": 755_220,
+        "channel_context": 5_810_112,
+        "inter_context": 4_633_344,
+        "intra_context": 659_232,
+        "anchor_parameters": 3_837_440,
+        "non_anchor_parameters": 4_226_560,
+        "anchor_lrp": 12_952_320,
+        "non_anchor_lrp": 12_952_320,
     }
     assert sum(parts.values()) == 83_501_408
 
 
 def test_invalid_sizes_and_qualities_are_refused():
-    with pytest.raises(ConfigError, match=r"^MLIC\+\+ needs M divisible into num_slices slices of an even channel count, got M=30, num_slices=4$"):
+    with pytest.raises(
+        ConfigError, match=r"^MLIC\+\+ needs M divisible into num_slices slices of an even channel count, got M=30, num_slices=4$"
+    ):
         create_codec("mlicpp-tiny", M=30)
     # 7 slices of 24 channels = 168 channels, 168 // 32 = 5 heads, 168 % 5 != 0
-    with pytest.raises(ConfigError, match=r"^MLIC\+\+ slice 7 sees 168 decoded channels, which do not split into 5 attention heads of ~32; choose M/num_slices as a multiple of 32$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^MLIC\+\+ slice 7 sees 168 decoded channels, which do not split into 5 attention heads of ~32; choose M/num_slices as a multiple of 32$",
+    ):
         create_codec("mlicpp-tiny", M=24 * 14, num_slices=14)
     with pytest.raises(ConfigError, match=r"^quality 7 is out of range for mlicpp: use 1-6$"):
         create_codec("mlicpp", quality=7)
@@ -93,7 +109,7 @@ def test_linear_attention_matches_its_formula_head_by_head():
         for h in range(2):
             c = slice(3 * h, 3 * h + 3)
             ks, qs = k[b, c].softmax(dim=1), q[b, c].softmax(dim=0)
-            expected = torch.stack([sum(ks[d, l] * v[b, c][:, l] for l in range(7)) for d in range(3)])  # d x e
+            expected = torch.stack([sum(ks[d, j] * v[b, c][:, j] for j in range(7)) for d in range(3)])  # d x e
             expected = torch.einsum("de,dq->eq", expected, qs)
             torch.testing.assert_close(out[b, c], expected)
 
@@ -244,8 +260,15 @@ def test_fast_dev_run_with_codec_module_and_the_checkpoint_codes(tmp_path, photo
     module = CodecModule(codec="mlicpp-tiny", quality=2, lmbda=0.0130)
     before = {k: v.clone() for k, v in module.codec.state_dict().items()}
     data = ImageDataModule(crop_size=64, val_crop_size=64, batch_size=2, val_batch_size=2, embedded_repeats=1)
-    trainer = pl.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        fast_dev_run=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=data)
     assert trainer.state.finished and trainer.global_step == 1
     assert not torch.equal(module.codec.state_dict()["slices.1.anchor_lrp.0.weight"], before["slices.1.anchor_lrp.0.weight"])
@@ -261,13 +284,18 @@ def test_fast_dev_run_with_codec_module_and_the_checkpoint_codes(tmp_path, photo
 
 # mocodec prefix -> official prefix, written out independently of OFFICIAL_KEY_MAP.
 _TO_OFFICIAL = [
-    ("g_a.", "g_a.analysis_transform."), ("g_s.", "g_s.synthesis_transform."),
-    ("h_a.", "h_a.reduction."), ("h_s.", "h_s.increase."),
-    ("local_context.", "local_context.{i}."), ("channel_context.", "channel_context.{i}.fushion."),
-    ("inter_context.", "global_inter_context.{i}."), ("intra_context.", "global_intra_context.{i}."),
+    ("g_a.", "g_a.analysis_transform."),
+    ("g_s.", "g_s.synthesis_transform."),
+    ("h_a.", "h_a.reduction."),
+    ("h_s.", "h_s.increase."),
+    ("local_context.", "local_context.{i}."),
+    ("channel_context.", "channel_context.{i}.fushion."),
+    ("inter_context.", "global_inter_context.{i}."),
+    ("intra_context.", "global_intra_context.{i}."),
     ("anchor_parameters.", "entropy_parameters_anchor.{i}.fusion."),
     ("non_anchor_parameters.", "entropy_parameters_nonanchor.{i}.fusion."),
-    ("anchor_lrp.", "lrp_anchor.{i}.lrp_transform."), ("non_anchor_lrp.", "lrp_nonanchor.{i}.lrp_transform."),
+    ("anchor_lrp.", "lrp_anchor.{i}.lrp_transform."),
+    ("non_anchor_lrp.", "lrp_nonanchor.{i}.lrp_transform."),
 ]
 
 
@@ -280,7 +308,7 @@ def _official_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             _, i, key = key.split(".", 2)
         for ours, theirs in _TO_OFFICIAL:
             if key.startswith(ours):
-                key = theirs.format(i=i) + key[len(ours):]
+                key = theirs.format(i=i) + key[len(ours) :]
                 break
         out["module." + key] = value
     for i in range(TINY["num_slices"]):  # a persistent buffer there
@@ -292,7 +320,13 @@ def test_official_checkpoint_layout_loads_and_codes(tmp_path, photo_crop):
     source = tiny(quality=5)
     source.update(force=True)
     path = tmp_path / "mlicpp_mse_0250.pth.tar"
-    checkpoint = {"epoch": 100, "state_dict": _official_layout(source.state_dict()), "loss": torch.tensor(0.5), "optimizer": {}, "aux_optimizer": {}}
+    checkpoint = {
+        "epoch": 100,
+        "state_dict": _official_layout(source.state_dict()),
+        "loss": torch.tensor(0.5),
+        "optimizer": {},
+        "aux_optimizer": {},
+    }
     assert "module.channel_context.1.fushion.0.weight" in checkpoint["state_dict"]
     torch.save(checkpoint, path)
     codec = load_codec("mlicpp", 5, checkpoint=path)  # sizes are read from the file
@@ -315,11 +349,17 @@ def test_key_mapping_examples():
         "local_context.0.relative_position_index": t,
         "entropy_bottleneck._quantized_cdf": t,
     }
-    assert sorted(convert_official_state_dict(official)) == sorted([
-        "g_a.0.conv1.weight", "h_s.2.0.bias", "slices.3.channel_context.4.weight",
-        "slices.0.non_anchor_parameters.6.bias", "slices.9.anchor_lrp.2.weight",
-        "slices.1.intra_context.mlp.2.weight", "entropy_bottleneck._quantized_cdf",
-    ])
+    assert sorted(convert_official_state_dict(official)) == sorted(
+        [
+            "g_a.0.conv1.weight",
+            "h_s.2.0.bias",
+            "slices.3.channel_context.4.weight",
+            "slices.0.non_anchor_parameters.6.bias",
+            "slices.9.anchor_lrp.2.weight",
+            "slices.1.intra_context.mlp.2.weight",
+            "entropy_bottleneck._quantized_cdf",
+        ]
+    )
     ours = tiny().state_dict()
     assert list(convert_official_state_dict(ours)) == list(ours)  # mocodec files pass unchanged
 
@@ -327,7 +367,9 @@ def test_key_mapping_examples():
 def test_superseded_official_layout_is_refused(tmp_path):
     path = tmp_path / "old.pth.tar"
     torch.save({"state_dict": {"lrp_anchor.0.lrp_transform.6.weight": torch.zeros(1)}}, path)
-    with pytest.raises(WeightsError, match=r"^checkpoint has the superseded 2023-09 MLIC\+\+ layout \(LatentResidualPredictionOld\); use the 2024-04"):
+    with pytest.raises(
+        WeightsError, match=r"^checkpoint has the superseded 2023-09 MLIC\+\+ layout \(LatentResidualPredictionOld\); use the 2024-04"
+    ):
         load_codec("mlicpp", 3, checkpoint=path)
 
 
@@ -341,3 +383,17 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 def test_no_published_download_for_pretrained():
     with pytest.raises(ConfigError, match="^no published weights are known for mlicpp; pass --checkpoint PATH$"):
         load_codec("mlicpp", 3, pretrained=True)
+
+
+def test_official_state_dict_is_the_inverse_of_the_conversion():
+    """mocodec weights under the official keys (what the official code loads) convert back to themselves."""
+    from mocodec.codecs.mlicpp import convert_official_state_dict, official_state_dict
+
+    ours = create_codec("mlicpp-tiny").state_dict()
+    theirs = official_state_dict(ours)
+    assert theirs.keys() == {k.removeprefix("module.") for k in _official_layout(ours)} - {
+        f"local_context.{i}.relative_position_index" for i in range(TINY["num_slices"])
+    }
+    back = convert_official_state_dict(theirs)
+    assert back.keys() == {k for k in ours if not k.endswith(".relative_position_index")}
+    assert all(torch.equal(back[k], ours[k]) for k in back)

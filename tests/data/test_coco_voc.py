@@ -121,11 +121,15 @@ def voc_tree(root: Path, objects: dict[str, list[tuple[str, tuple[int, int, int,
 
 
 def test_voc_loader_converts_boxes_maps_classes_and_marks_difficult(tmp_path):
-    voc = voc_tree(tmp_path, {
-        "000001": [("dog", (48, 240, 195, 371), 0), ("person", (8, 12, 352, 498), 1)],
-        "000002": [("tvmonitor", (1, 1, 64, 48), 0)],
-        "000003": [("sofa", (3, 4, 5, 6), 0)],
-    }, present={"000001", "000002"})
+    voc = voc_tree(
+        tmp_path,
+        {
+            "000001": [("dog", (48, 240, 195, 371), 0), ("person", (8, 12, 352, 498), 1)],
+            "000002": [("tvmonitor", (1, 1, 64, 48), 0)],
+            "000003": [("sofa", (3, 4, 5, 6), 0)],
+        },
+        present={"000001", "000002"},
+    )
     missing: list = []
     samples = voc_samples(tmp_path / "VOCdevkit", "test", missing=missing)  # the VOCdevkit folder finds its only VOC2007
     assert [s.id for s in samples] == ["000001", "000002"]
@@ -140,14 +144,38 @@ def test_voc_to_coco_mapping_covers_voc_and_lands_on_coco_names():
     """All 20 VOC classes map onto COCO's 80 (ultralytics' coco.yaml); six of them are renamed."""
     from mocodec.tasks.detectors import coco80_names
 
-    assert sorted(VOC_TO_COCO) == sorted([
-        "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-        "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-    ])
+    assert sorted(VOC_TO_COCO) == sorted(
+        [
+            "aeroplane",
+            "bicycle",
+            "bird",
+            "boat",
+            "bottle",
+            "bus",
+            "car",
+            "cat",
+            "chair",
+            "cow",
+            "diningtable",
+            "dog",
+            "horse",
+            "motorbike",
+            "person",
+            "pottedplant",
+            "sheep",
+            "sofa",
+            "train",
+            "tvmonitor",
+        ]
+    )
     assert set(VOC_TO_COCO.values()) <= set(coco80_names())
     assert {v: c for v, c in VOC_TO_COCO.items() if v != c} == {
-        "aeroplane": "airplane", "diningtable": "dining table", "motorbike": "motorcycle",
-        "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv",
+        "aeroplane": "airplane",
+        "diningtable": "dining table",
+        "motorbike": "motorcycle",
+        "pottedplant": "potted plant",
+        "sofa": "couch",
+        "tvmonitor": "tv",
     }
 
 
@@ -158,8 +186,10 @@ def test_voc_bad_input_errors(tmp_path):
     assert str(err.value) == f"unknown VOC class 'unicorn' in {voc / 'Annotations' / '000001.xml'}; VOC classes: {', '.join(VOC_TO_COCO)}"
     with pytest.raises(ConfigError) as err:
         voc_samples(voc, "trainval", missing=[])
-    assert str(err.value) == (f"VOC split file {voc / 'ImageSets' / 'Main' / 'trainval.txt'} does not exist "
-                              "(splits present: test); choose one with --dataset-option split=NAME")
+    assert str(err.value) == (
+        f"VOC split file {voc / 'ImageSets' / 'Main' / 'trainval.txt'} does not exist "
+        "(splits present: test); choose one with --dataset-option split=NAME"
+    )
     (voc / "Annotations" / "000002.xml").unlink()
     with pytest.raises(ConfigError, match=r"VOC annotation .*000002.xml does not exist; the split lists it"):
         parse_voc_xml(voc / "Annotations" / "000002.xml")

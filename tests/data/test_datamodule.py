@@ -43,7 +43,7 @@ def test_embedded_default_trains_on_crops_of_the_training_photos(embedded):
     assert len(embedded.train_set) == 2 * len(TRAIN_PHOTOS)
     batch = first_batch(embedded)
     assert batch.shape == (4, 3, 48, 48) and batch.dtype == torch.float32
-    assert 0 <= batch.min() and batch.max() <= 1
+    assert batch.min() >= 0 and batch.max() <= 1
 
 
 def test_embedded_validation_is_the_held_out_photos_centre_crops(embedded):
@@ -93,7 +93,11 @@ def folder(tmp_path):
 def test_image_folder_is_recursive_and_skips_unreadable_files(folder):
     dataset = ImageFolder(folder, random_crop(32))
     assert sorted(p.relative_to(folder).as_posix() for p in dataset.paths) == [
-        "other/broken.png", "other/c.webp", "seq/0001/im1.png", "seq/0001/im2.jpg", "small.png",
+        "other/broken.png",
+        "other/c.webp",
+        "seq/0001/im1.png",
+        "seq/0001/im2.jpg",
+        "small.png",
     ]
     with pytest.warns(UserWarning, match=r"skipping unreadable image: .*broken.png is not an image Pillow can read"):
         batch = collate_images([dataset[i] for i in range(len(dataset))])
@@ -118,14 +122,18 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "readme.txt").write_text("no images here")
     dm = ImageDataModule(train=str(tmp_path))
-    with pytest.raises(ConfigError, match=rf"^dataset folder {tmp_path} holds no images \(.png/.jpg/.webp/...\); give a folder of training images$"):
+    with pytest.raises(
+        ConfigError, match=rf"^dataset folder {tmp_path} holds no images \(.png/.jpg/.webp/...\); give a folder of training images$"
+    ):
         dm.setup("fit")
 
 
 def test_bad_sizes_are_refused():
     with pytest.raises(ConfigError, match=r"^data.batch_size must be >= 1, got 0$"):
         ImageDataModule(batch_size=0)
-    with pytest.raises(ConfigError, match=r"^data.val_batch_size must be 1 when data.val_crop_size is null \(whole images differ in size\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^data.val_batch_size must be 1 when data.val_crop_size is null \(whole images differ in size\)$"
+    ):
         ImageDataModule(val_crop_size=None, val_batch_size=4)
 
 
@@ -193,12 +201,17 @@ def test_cache_skips_unreadable_files_once_with_a_warning(folder):
 def test_cache_over_its_memory_limit_is_refused_before_decoding(photos, monkeypatch):
     import mocodec.data.datamodule
 
-    monkeypatch.setattr(mocodec.data.datamodule, "decoded_size", lambda paths: 5 * 2**30 if len(paths) == 6 else pytest.fail("not the 6 files"))
+    monkeypatch.setattr(
+        mocodec.data.datamodule, "decoded_size", lambda paths: 5 * 2**30 if len(paths) == 6 else pytest.fail("not the 6 files")
+    )
     monkeypatch.setattr(DecodedImages, "__init__", lambda *args: pytest.fail("decoded although over the limit"))
-    with pytest.raises(ConfigError, match=(
-        r"^data.cache would hold 5.00 GiB of decoded training images \(6 files\), over data.cache_limit_gib 4; "
-        r"raise data.cache_limit_gib, or set data.cache false to read a file per sample$"
-    )):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"^data.cache would hold 5.00 GiB of decoded training images \(6 files\), over data.cache_limit_gib 4; "
+            r"raise data.cache_limit_gib, or set data.cache false to read a file per sample$"
+        ),
+    ):
         ImageDataModule(train=str(photos), cache=True).setup("fit")
     with pytest.raises(ConfigError, match=r"^data.cache_limit_gib must be a number > 0, got 0$"):
         ImageDataModule(cache=True, cache_limit_gib=0)
@@ -247,28 +260,38 @@ def test_several_sources_are_pooled(classes, photos):
     assert dm.hparams.train == [str(photos), {"root": str(classes), "classes": "1/2"}]
 
 
-@pytest.mark.parametrize("classes_text, message", [
-    ("0-2", "cannot read shard '0-2'; write I/N with 0 <= I < N, e.g. --shard 0/4"),
-    ("2/2", "shard 2/2 does not exist; write I/N with 0 <= I < N, e.g. 0/4 ... 3/4"),
-])
+@pytest.mark.parametrize(
+    "classes_text, message",
+    [
+        ("0-2", "cannot read shard '0-2'; write I/N with 0 <= I < N, e.g. --shard 0/4"),
+        ("2/2", "shard 2/2 does not exist; write I/N with 0 <= I < N, e.g. 0/4 ... 3/4"),
+    ],
+)
 def test_bad_class_subsets_are_refused_when_configured(classes, classes_text, message):
     with pytest.raises(ConfigError, match=f"^classes of training source {classes}: {re.escape(message)}$"):
         ImageDataModule(train=[str(classes), {"root": str(classes), "classes": classes_text}])
 
 
 def test_class_subsets_of_a_folder_without_class_folders(photos, tmp_path):
-    with pytest.raises(ConfigError, match=(
-        rf"^classes 1/2 keep none of the 1 class folders \(sub-folders\) of {photos}; take fewer, or drop classes to train on every image under it$"
-    )):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            rf"^classes 1/2 keep none of the 1 class folders \(sub-folders\) of {photos}; take fewer, or drop classes to train on every image under it$"
+        ),
+    ):
         ImageDataModule(train={"root": str(photos), "classes": "1/2"}).setup("fit")
     with pytest.raises(ImageReadError, match=rf"^dataset folder {tmp_path / 'none'} does not exist or is not a directory$"):
         ImageDataModule(train={"root": str(tmp_path / "none"), "classes": "0/2"}).setup("fit")
 
 
 def test_unreadable_source_text_is_refused():
-    with pytest.raises(ConfigError, match=r"^cannot read training source '\{root: a, clases: 0/2\}'; write a folder or \{root: PATH, classes: I/N\}$"):
+    with pytest.raises(
+        ConfigError, match=r"^cannot read training source '\{root: a, clases: 0/2\}'; write a folder or \{root: PATH, classes: I/N\}$"
+    ):
         ImageDataModule(train="{root: a, clases: 0/2}")  # what the parser passes on for a mapping with a typo
-    with pytest.raises(ConfigError, match=r"^cannot read training source \{'clases': '0/2'\}; write a folder or \{root: PATH, classes: I/N\}$"):
+    with pytest.raises(
+        ConfigError, match=r"^cannot read training source \{'clases': '0/2'\}; write a folder or \{root: PATH, classes: I/N\}$"
+    ):
         ImageDataModule(train=[{"clases": "0/2"}])
 
 
@@ -279,8 +302,13 @@ def test_sources_parse_from_the_command_line_and_yaml(tmp_path):
     parser.add_class_arguments(ImageDataModule, "data")
     (tmp_path / "train.yaml").write_text("data:\n  train:\n    - photos\n    - {root: imagenet, classes: 0/2}\n  cache: true\n")
     expected = [TrainingSource("photos"), TrainingSource("imagenet", "0/2")]
-    for argv in (["--data.train", "[photos, {root: imagenet, classes: 0/2}]", "--data.cache", "true"], ["--config", str(tmp_path / "train.yaml")]):
+    for argv in (
+        ["--data.train", "[photos, {root: imagenet, classes: 0/2}]", "--data.cache", "true"],
+        ["--config", str(tmp_path / "train.yaml")],
+    ):
         dm = parser.instantiate(parser.parse_args(argv)).data
         assert dm.train_sources == expected and dm.hparams.cache
     assert parser.instantiate(parser.parse_args(["--data.train", "photos"])).data.train_sources == [TrainingSource("photos")]
-    assert parser.instantiate(parser.parse_args(["--data.train", "{root: imagenet, classes: 1/2}"])).data.train_sources == [TrainingSource("imagenet", "1/2")]
+    assert parser.instantiate(parser.parse_args(["--data.train", "{root: imagenet, classes: 1/2}"])).data.train_sources == [
+        TrainingSource("imagenet", "1/2")
+    ]

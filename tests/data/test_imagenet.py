@@ -32,7 +32,9 @@ def test_imagefolder_layout_maps_synsets_through_the_full_list(tmp_path):
     (tmp_path / "n15075141" / "notes.txt").write_text("not an image")
     samples = imagenet_samples(tmp_path)
     assert [(s.id, s.target) for s in samples] == [
-        ("n01440764/ILSVRC2012_val_00000293.JPEG", 0), ("n01443537/b.png", 1), ("n15075141/c.png", 999),
+        ("n01440764/ILSVRC2012_val_00000293.JPEG", 0),
+        ("n01443537/b.png", 1),
+        ("n15075141/c.png", 999),
     ]
     assert samples[0].path == tmp_path / "n01440764" / "ILSVRC2012_val_00000293.JPEG"
 
@@ -86,7 +88,9 @@ def test_loc_csv_layout_skips_and_counts_absent_images(tmp_path):
         "ILSVRC2012_val_00000002,n15075141 1 2 3 4\n"
         "ILSVRC2012_val_00000003,n01440764 1 2 3 4\n"
     )
-    with pytest.warns(UserWarning, match=r"^1 of the 3 images listed in LOC_val_solution.csv are absent under .*; evaluating the 2 present$"):
+    with pytest.warns(
+        UserWarning, match=r"^1 of the 3 images listed in LOC_val_solution.csv are absent under .*; evaluating the 2 present$"
+    ):
         samples = imagenet_samples(tmp_path)
     # n01751748 (sea snake) is class 65 of the sorted synset list
     assert [(s.id, s.target) for s in samples] == [("ILSVRC2012_val_00000001", 65), ("ILSVRC2012_val_00000002", 999)]

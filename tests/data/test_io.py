@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pytest
@@ -85,7 +84,12 @@ def test_16bit_rgb_png_warns_about_8bit_reading(tmp_path):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     raw = b"".join(b"\x00" + np.full((2, 3), 1000, dtype=">u2").tobytes() for _ in range(2))
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "rgb16.png").write_bytes(png)
     with pytest.warns(UserWarning, match="16-bit RGB PNG is read by Pillow at 8 bits per channel"):
         read_image(tmp_path / "rgb16.png")

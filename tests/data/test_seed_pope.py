@@ -21,9 +21,18 @@ def write_image(path: Path) -> Path:
 
 
 def seed_question(qid: str, data_id: str, type_id: int, answer: str = "A", data_type: str = "image") -> dict:
-    return {"answer": answer, "choice_a": "One", "choice_b": "Two", "choice_c": "Three", "choice_d": "Four",
-            "data_id": data_id, "data_type": data_type, "question": f"Question {qid}?", "question_id": qid,
-            "question_type_id": type_id}
+    return {
+        "answer": answer,
+        "choice_a": "One",
+        "choice_b": "Two",
+        "choice_c": "Three",
+        "choice_d": "Four",
+        "data_id": data_id,
+        "data_type": data_type,
+        "question": f"Question {qid}?",
+        "question_id": qid,
+        "question_type_id": type_id,
+    }
 
 
 def seed_tree(root: Path, present=("1454426_2591111986.jpg", "99_1.jpg")) -> Path:
@@ -110,7 +119,9 @@ def test_pope_groups_questions_per_image_and_records_the_split(tmp_path):
         Question("2", "Is there a dog in the image?", (), "no", "adversarial"),
     )
     assert samples[0].target[0].kind == "yes-no"
-    assert missing == [(str(tmp_path / "val2014" / "COCO_val2014_000000000042.jpg"), "asked about in coco_pope_adversarial.json but absent")]
+    assert missing == [
+        (str(tmp_path / "val2014" / "COCO_val2014_000000000042.jpg"), "asked about in coco_pope_adversarial.json but absent")
+    ]
 
 
 def test_pope_bad_input_errors(tmp_path):
@@ -122,8 +133,10 @@ def test_pope_bad_input_errors(tmp_path):
         find_pope(root, "hard")
     with pytest.raises(ConfigError) as err:
         find_pope(root, "adversarial", images=tmp_path / "coco")
-    assert str(err.value) == (f"POPE asks about COCO val2014 images, but {tmp_path / 'coco'} does not exist; "
-                              "place them there or pass --dataset-option images=PATH")
+    assert str(err.value) == (
+        f"POPE asks about COCO val2014 images, but {tmp_path / 'coco'} does not exist; "
+        "place them there or pass --dataset-option images=PATH"
+    )
     path = root / "coco_pope_adversarial.json"
     path.write_text(json.dumps(POPE_LINES[0]) + "\n{broken\n")
     with pytest.raises(ConfigError, match=r"line 2 is not a JSON object .*POPE files hold one object per line"):

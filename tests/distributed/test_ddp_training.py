@@ -18,9 +18,24 @@ from mocodec.data.datamodule import ImageDataModule
 from mocodec.training import CodecModule
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model.codec_kwargs", '{"N": 8, "M": 12}', "--model.init_weights", "null",
-        "--data.crop_size", "64", "--data.val_crop_size", "64", "--data.batch_size", "2", "--data.val_batch_size", "2",
-        "--data.num_workers", "0", "--data.embedded_repeats", "1"]
+TINY = [
+    "--model.codec_kwargs",
+    '{"N": 8, "M": 12}',
+    "--model.init_weights",
+    "null",
+    "--data.crop_size",
+    "64",
+    "--data.val_crop_size",
+    "64",
+    "--data.batch_size",
+    "2",
+    "--data.val_batch_size",
+    "2",
+    "--data.num_workers",
+    "0",
+    "--data.embedded_repeats",
+    "1",
+]
 RANK_SCRIPT = """
 import os, sys, torch
 from mocodec.training import run_cli
@@ -35,11 +50,38 @@ def test_two_process_ddp_run(tmp_path, photo_crop):
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), str(tmp_path),
-           "fit", "--config", str(REPO / "configs/train/ddp_example.yaml"), *TINY, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-           "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1",
-           "--trainer.logger", '{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "' + str(run) + '"}}',
-           "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+        str(tmp_path),
+        "fit",
+        "--config",
+        str(REPO / "configs/train/ddp_example.yaml"),
+        *TINY,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.max_steps",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.logger",
+        '{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "' + str(run) + '"}}',
+        "--trainer.default_root_dir",
+        str(run),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

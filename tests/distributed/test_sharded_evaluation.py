@@ -55,10 +55,13 @@ def test_shards_partition_sorted_ids_round_robin():
     assert Shard(1, 4).part_path("runs/out.json") == Path("runs/out.shard-1-of-4.json")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("3/3", "shard 3/3 does not exist; write I/N with 0 <= I < N, e.g. 0/4 ... 3/4"),
-    ("1", "cannot read shard '1'; write I/N with 0 <= I < N, e.g. --shard 0/4"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("3/3", "shard 3/3 does not exist; write I/N with 0 <= I < N, e.g. 0/4 ... 3/4"),
+        ("1", "cannot read shard '1'; write I/N with 0 <= I < N, e.g. --shard 0/4"),
+    ],
+)
 def test_bad_shard_text(text, message):
     with pytest.raises(ConfigError) as err:
         Shard.parse(text)
@@ -103,14 +106,16 @@ def test_resuming_a_shard_file_with_another_shard_is_refused(tmp_path, images, j
     evaluate(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(0, 2))
     with pytest.raises(OutputExistsError) as err:
         evaluate(judge, curves, tmp_path / "part0-of-2.json", images, shard=Shard(1, 2))
-    assert str(err.value) == (f"{tmp_path / 'part0-of-2.json'} holds the results of shard 0/2, not 1/2; "
-                              "pass --force to overwrite it, or choose another --out")
+    assert str(err.value) == (
+        f"{tmp_path / 'part0-of-2.json'} holds the results of shard 0/2, not 1/2; pass --force to overwrite it, or choose another --out"
+    )
 
 
 def eval_rd(codec: str, qualities: str, images: Path, out: Path, shard: Shard | None = None) -> dict:
     """eval-rd's sweep: no judge, fidelity only."""
-    return evaluate(FidelityOnly(), plan_curves([codec], [qualities]), out, images, shard=shard,
-                    fidelity=("psnr-rgb", "ms-ssim", "bpp-estimated")).doc
+    return evaluate(
+        FidelityOnly(), plan_curves([codec], [qualities]), out, images, shard=shard, fidelity=("psnr-rgb", "ms-ssim", "bpp-estimated")
+    ).doc
 
 
 def test_rd_shards_merge_into_the_single_process_file(tmp_path, images):
@@ -139,17 +144,23 @@ def test_bad_merges_fail_with_one_line(tmp_path, images, judge):
     assert fails([a]) == "shard 1/2 is missing (1 of 2 given); pass every shard's file"
     assert fails([a, a]) == f"{a} and {a} are both shard 0/2; give each shard once"
     overlap = _write(tmp_path, "overlap.json", {**doc_a, "shard": {"index": 1, "count": 2}})
-    assert fails([a, overlap]) == (f"{a} and {overlap} both hold image '{doc_a['entries'][0]['per_image'][0]['id']}' "
-                                   "of curve 'jpeg' point 20: the files overlap; give each shard once")
-    other_task = _write(tmp_path, "task.json", {**json.loads(Path(b).read_text()), "task": {"name": "classification", "model": "x", "weights": "random"}})
+    assert fails([a, overlap]) == (
+        f"{a} and {overlap} both hold image '{doc_a['entries'][0]['per_image'][0]['id']}' "
+        "of curve 'jpeg' point 20: the files overlap; give each shard once"
+    )
+    other_task = _write(
+        tmp_path, "task.json", {**json.loads(Path(b).read_text()), "task": {"name": "classification", "model": "x", "weights": "random"}}
+    )
     assert fails([a, other_task]).startswith(f"{a} and {other_task} hold results of different tasks (")
     doc_b = json.loads(Path(b).read_text())
     doc_b["entries"][0]["points"]["20"]["weights"] = "ffff"
     other_codec = _write(tmp_path, "codec.json", doc_b)
-    assert fails([a, other_codec]) == (f"curve 'jpeg' point 20 was coded with different codecs in {a} and {other_codec} "
-                                       "(jpeg weights ffff); merge files of one run")
-    assert fails([a, str(tmp_path / "nowhere.json")]) == (f"results file {tmp_path / 'nowhere.json'} does not exist; "
-                                                          "pass the files that eval-task/eval-rd wrote")
+    assert fails([a, other_codec]) == (
+        f"curve 'jpeg' point 20 was coded with different codecs in {a} and {other_codec} (jpeg weights ffff); merge files of one run"
+    )
+    assert fails([a, str(tmp_path / "nowhere.json")]) == (
+        f"results file {tmp_path / 'nowhere.json'} does not exist; pass the files that eval-task/eval-rd wrote"
+    )
     rd = str(tmp_path / "rd.json")
     eval_rd("jpeg", "20", images, tmp_path / "rd.json", Shard(1, 2))
     assert fails([a, rd]).startswith(f"{a} and {rd} hold results of different tasks (")
@@ -160,8 +171,18 @@ def test_bad_merges_fail_with_one_line(tmp_path, images, judge):
 
 # --------------------------------------------------------------------------- command line
 
-TASK_ARGS = ["eval-task", "--model", "test_efficientnet", "--random-init", "--task-option", "batch_size=1", "--codecs", "jpeg",
-             "--qualities", "jpeg=30"]
+TASK_ARGS = [
+    "eval-task",
+    "--model",
+    "test_efficientnet",
+    "--random-init",
+    "--task-option",
+    "batch_size=1",
+    "--codecs",
+    "jpeg",
+    "--qualities",
+    "jpeg=30",
+]
 
 
 def test_cli_shards_and_merge_equal_one_run(cli, tmp_path, images):
@@ -186,7 +207,8 @@ def test_cli_two_processes_equal_one(cli, tmp_path, images, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one thread per process in both runs: the same float bits
     done = cli(*TASK_ARGS, "--dataset", str(images), "--shard", "0/2", "--devices", "2", "--out", str(tmp_path / "x.json"))
     assert done.returncode == 2 and done.stderr.strip() == (
-        "mocodec: error: --shard runs one shard in this process; drop --devices (and torchrun), or drop --shard")
+        "mocodec: error: --shard runs one shard in this process; drop --devices (and torchrun), or drop --shard"
+    )
     done = cli(*TASK_ARGS, "--dataset", str(images), "--out", str(tmp_path / "single.json"), "--devices", "1")
     assert done.returncode == 0, done.stderr
     single = json.loads((tmp_path / "single.json").read_text())
@@ -194,7 +216,9 @@ def test_cli_two_processes_equal_one(cli, tmp_path, images, monkeypatch):
     assert done.returncode == 0, done.stderr
     assert without_times(json.loads((tmp_path / "two.json").read_text())) == without_times(single)
     rd_single = eval_rd("jpeg", "30", images, tmp_path / "rd_single.json")
-    done = cli("eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "rd.json"))
+    done = cli(
+        "eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "rd.json")
+    )
     assert done.returncode == 0, done.stderr
     assert without_times(json.loads((tmp_path / "rd.json").read_text())) == without_times(rd_single)
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["rd.json", "rd_single.json", "single.json", "two.json"]

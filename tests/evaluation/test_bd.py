@@ -14,12 +14,24 @@ from mocodec.evaluation.bd import RateCurve, bd_metric, bd_rate, bd_table, compa
 # The three test cases of the bjontegaard package's README / example_usage.py (libx265
 # rates in kbps and PSNRs; case 2 high rates, case 3 six points).
 CASES = {
-    1: ([9487.76, 4593.60, 2486.44, 1358.24], [40.037, 38.615, 36.845, 34.851],
-        [9787.80, 4469.00, 2451.52, 1356.24], [40.121, 38.651, 36.970, 34.987]),
-    2: ([82472.76, 26875.24, 9487.76, 4593.6], [43.825, 41.404, 40.037, 38.615],
-        [99896.96, 33952.04, 9787.8, 4469.0], [44.731, 41.875, 40.121, 38.651]),
-    3: ([82472.76, 26875.24, 9487.76, 4593.6, 3600, 2900], [43.825, 41.404, 40.037, 38.615, 36.5, 35.1],
-        [99896.96, 33952.04, 9787.8, 4469.0, 4040, 3300], [44.731, 41.875, 40.121, 38.651, 37, 36.5]),
+    1: (
+        [9487.76, 4593.60, 2486.44, 1358.24],
+        [40.037, 38.615, 36.845, 34.851],
+        [9787.80, 4469.00, 2451.52, 1356.24],
+        [40.121, 38.651, 36.970, 34.987],
+    ),
+    2: (
+        [82472.76, 26875.24, 9487.76, 4593.6],
+        [43.825, 41.404, 40.037, 38.615],
+        [99896.96, 33952.04, 9787.8, 4469.0],
+        [44.731, 41.875, 40.121, 38.651],
+    ),
+    3: (
+        [82472.76, 26875.24, 9487.76, 4593.6, 3600, 2900],
+        [43.825, 41.404, 40.037, 38.615, 36.5, 35.1],
+        [99896.96, 33952.04, 9787.8, 4469.0, 4040, 3300],
+        [44.731, 41.875, 40.121, 38.651, 37, 36.5],
+    ),
 }
 # (BD-rate %, BD-PSNR dB) printed by bjontegaard 1.3.0's bd_rate / bd_psnr for these cases.
 REFERENCE = {
@@ -42,7 +54,12 @@ def test_reference_examples(case, method):
     assert bd_rate(ra, da, rt, dt, method) == pytest.approx(rate, abs=1e-9)
     assert bd_metric(ra, da, rt, dt, method) == pytest.approx(psnr, abs=1e-9)
     result = compare(RateCurve("anchor", tuple(ra), tuple(da)), RateCurve("test", tuple(rt), tuple(dt)), method)
-    assert (result.bd_rate, result.bd_metric, result.points, result.note) == (pytest.approx(rate, abs=1e-9), pytest.approx(psnr, abs=1e-9), len(rt), "")
+    assert (result.bd_rate, result.bd_metric, result.points, result.note) == (
+        pytest.approx(rate, abs=1e-9),
+        pytest.approx(psnr, abs=1e-9),
+        len(rt),
+        "",
+    )
 
 
 def test_pchip_bd_rate_matches_an_independent_integration():
@@ -72,8 +89,12 @@ def test_lower_is_better_metric():
     rate = (0.2, 0.4, 0.8, 1.6)
     kl = (1.7, 1.0, 0.45, 0.2)
     anchor = RateCurve("jpeg", rate, kl)
-    assert compare(anchor, RateCurve("half", tuple(r / 2 for r in rate), kl), higher_is_better=False).bd_rate == pytest.approx(-50.0, abs=1e-9)
-    assert compare(anchor, RateCurve("lower", rate, tuple(k - 0.1 for k in kl)), higher_is_better=False).bd_metric == pytest.approx(-0.1, abs=1e-9)
+    assert compare(anchor, RateCurve("half", tuple(r / 2 for r in rate), kl), higher_is_better=False).bd_rate == pytest.approx(
+        -50.0, abs=1e-9
+    )
+    assert compare(anchor, RateCurve("lower", rate, tuple(k - 0.1 for k in kl)), higher_is_better=False).bd_metric == pytest.approx(
+        -0.1, abs=1e-9
+    )
 
 
 def test_monotone_front_keeps_only_strict_improvements():

@@ -19,18 +19,66 @@ EVAL_TASK_V2 = REPO / "docs" / "experiments" / "offline_small" / "results" / "li
 EVAL_RD = {
     "name": "jpeg",
     "description": "mocodec eval-rd of jpeg on kodak (x86_64, torch 2.14.1)",
-    "results": {"quality": [20, 80], "num_images": [2, 2], "bpp": [0.5, 1.5], "bpp-estimated": [None, None],
-                "psnr-rgb": [28.0, 34.0], "ms-ssim": [0.9, 0.98], "encoding_time": [0.01, 0.01], "decoding_time": [0.01, 0.01]},
+    "results": {
+        "quality": [20, 80],
+        "num_images": [2, 2],
+        "bpp": [0.5, 1.5],
+        "bpp-estimated": [None, None],
+        "psnr-rgb": [28.0, 34.0],
+        "ms-ssim": [0.9, 0.98],
+        "encoding_time": [0.01, 0.01],
+        "decoding_time": [0.01, 0.01],
+    },
     "skipped": [["/data/kodak/broken.png", "not an image"]],
     "per_image": [
-        {"image": "a.png", "quality": 20, "bytes": 100, "bpp": 0.4, "bpp-estimated": None, "psnr-rgb": 27.0, "ms-ssim": 0.89,
-         "msssim_window": 11, "encoding_time": 0.01, "decoding_time": 0.01},
-        {"image": "b.png", "quality": 20, "bytes": 150, "bpp": 0.6, "bpp-estimated": None, "psnr-rgb": 29.0, "ms-ssim": 0.91,
-         "msssim_window": 11, "encoding_time": 0.01, "decoding_time": 0.01},
-        {"image": "a.png", "quality": 80, "bytes": 350, "bpp": 1.4, "bpp-estimated": None, "psnr-rgb": 33.0, "ms-ssim": 0.97,
-         "msssim_window": 11, "encoding_time": 0.01, "decoding_time": 0.01},
-        {"image": "b.png", "quality": 80, "bytes": 400, "bpp": 1.6, "bpp-estimated": None, "psnr-rgb": 35.0, "ms-ssim": 0.99,
-         "msssim_window": 11, "encoding_time": 0.01, "decoding_time": 0.01},
+        {
+            "image": "a.png",
+            "quality": 20,
+            "bytes": 100,
+            "bpp": 0.4,
+            "bpp-estimated": None,
+            "psnr-rgb": 27.0,
+            "ms-ssim": 0.89,
+            "msssim_window": 11,
+            "encoding_time": 0.01,
+            "decoding_time": 0.01,
+        },
+        {
+            "image": "b.png",
+            "quality": 20,
+            "bytes": 150,
+            "bpp": 0.6,
+            "bpp-estimated": None,
+            "psnr-rgb": 29.0,
+            "ms-ssim": 0.91,
+            "msssim_window": 11,
+            "encoding_time": 0.01,
+            "decoding_time": 0.01,
+        },
+        {
+            "image": "a.png",
+            "quality": 80,
+            "bytes": 350,
+            "bpp": 1.4,
+            "bpp-estimated": None,
+            "psnr-rgb": 33.0,
+            "ms-ssim": 0.97,
+            "msssim_window": 11,
+            "encoding_time": 0.01,
+            "decoding_time": 0.01,
+        },
+        {
+            "image": "b.png",
+            "quality": 80,
+            "bytes": 400,
+            "bpp": 1.6,
+            "bpp-estimated": None,
+            "psnr-rgb": 35.0,
+            "ms-ssim": 0.99,
+            "msssim_window": 11,
+            "encoding_time": 0.01,
+            "decoding_time": 0.01,
+        },
     ],
 }
 # CompressAI's published layout (results/image/kodak/*.json): one curve, no per-image records.
@@ -41,8 +89,12 @@ def test_an_eval_rd_file_of_the_old_format_loads_as_one_curve(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(EVAL_RD))
     doc = read_document(path)
-    assert (doc["mocodec"], doc["version"], doc["task"], doc["fidelity"]) == (FORMAT, VERSION, {"name": "fidelity"},
-                                                                               ["psnr-rgb", "ms-ssim", "bpp-estimated"])
+    assert (doc["mocodec"], doc["version"], doc["task"], doc["fidelity"]) == (
+        FORMAT,
+        VERSION,
+        {"name": "fidelity"},
+        ["psnr-rgb", "ms-ssim", "bpp-estimated"],
+    )
     (entry,) = doc["entries"]
     assert entry["name"] == "jpeg" and entry["results"] == EVAL_RD["results"]
     assert [(r["id"], r["point"]) for r in entry["per_image"]] == [("a.png", "20"), ("b.png", "20"), ("a.png", "80"), ("b.png", "80")]
@@ -69,8 +121,10 @@ def test_an_eval_task_file_of_version_2_loads_and_resumes(tmp_path):
     other = new_document(doc["task"], doc["dataset"], ["psnr-rgb", "ms-ssim"], {})
     with pytest.raises(OutputExistsError) as err:
         Results.open(copy, other)
-    assert str(err.value) == (f"{copy} holds records of the fidelity metrics psnr-rgb; pass --fidelity psnr-rgb to resume it, "
-                              "--force to overwrite it, or choose another --out")
+    assert str(err.value) == (
+        f"{copy} holds records of the fidelity metrics psnr-rgb; pass --fidelity psnr-rgb to resume it, "
+        "--force to overwrite it, or choose another --out"
+    )
 
 
 def test_published_compressai_curves_are_read_as_curves(tmp_path):

@@ -74,15 +74,24 @@ def test_checkpoint_series_is_one_curve(tmp_path):
         (tmp_path / "mse").mkdir(exist_ok=True)
         torch.save(codec_state(codec, TINY_CODEC), tmp_path / "mse" / f"lambda{q}.ckpt")
     (curve,) = plan_curves([f"ckpt:{tmp_path}/mse/*.ckpt"])
-    assert (curve.label, [p.point for p in curve.points], [p.quality for p in curve.points]) == ("mse", ["lambda1", "lambda2"], [None, None])
+    assert (curve.label, [p.point for p in curve.points], [p.quality for p in curve.points]) == (
+        "mse",
+        ["lambda1", "lambda2"],
+        [None, None],
+    )
     assert plan_curves([f"ours=ckpt:{tmp_path}/mse/*.ckpt"])[0].label == "ours"
-    with pytest.raises(ConfigError, match=r"^checkpoint curve 'mse' takes its rate points from its files \(one point per checkpoint\); "
-                                          r"drop --qualities mse=...$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^checkpoint curve 'mse' takes its rate points from its files \(one point per checkpoint\); "
+        r"drop --qualities mse=...$",
+    ):
         plan_curves([f"ckpt:{tmp_path}/mse/*.ckpt"], ["mse=1-3"])
 
 
 def test_plan_errors():
-    with pytest.raises(ConfigError, match=r"^--qualities jpg=... matches no codec; use a curve label, a codec name, 'classic' or 'learned'$"):
+    with pytest.raises(
+        ConfigError, match=r"^--qualities jpg=... matches no codec; use a curve label, a codec name, 'classic' or 'learned'$"
+    ):
         plan_curves(["jpeg"], ["jpg=10"])
     with pytest.raises(ConfigError, match=r"^two curves are labelled 'jpeg'; name them, e.g. --codecs a=jpeg$"):
         plan_curves(["jpeg,jpeg"])
@@ -105,7 +114,12 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     assert (doc["mocodec"], doc["version"], doc["fidelity"]) == ("results", 3, ["psnr-rgb", "ms-ssim"])
     assert doc["task"] == {"name": "classification", "model": "test_efficientnet", "weights": "random"}
     assert doc["dataset"] == {"root": str(images.resolve()), "options": {}, "num_samples": 6}
-    assert doc["metrics"]["kl"] == {"label": "KL(p_original || p_decoded) [nats]", "higher_is_better": False, "reference": False, "per_image": True}
+    assert doc["metrics"]["kl"] == {
+        "label": "KL(p_original || p_decoded) [nats]",
+        "higher_is_better": False,
+        "reference": False,
+        "per_image": True,
+    }
     assert [m for m, meta in doc["metrics"].items() if meta["reference"]] == ["top1-original", "confidence"]
     assert doc["metrics"]["psnr-rgb"] == {"label": "PSNR (RGB) [dB]", "higher_is_better": True, "reference": False, "per_image": True}
     assert list(doc["metrics"])[:2] == ["psnr-rgb", "ms-ssim"]  # the fidelity metrics first, then the task's
@@ -116,15 +130,49 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     assert (entry["name"], entry["codec"]) == ("jpeg", "jpeg")
     assert entry["points"] == {q: {"codec": "jpeg", "quality": int(q), "weights": "00" * 8} for q in ("10", "50", "90")}
     res = entry["results"]
-    assert list(res) == ["point", "quality", "num_images", "bpp", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time",
-                         "top1", "top5", "agreement", "kl", "top5-overlap", "top1-original", "confidence"]
+    assert list(res) == [
+        "point",
+        "quality",
+        "num_images",
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim",
+        "encoding_time",
+        "decoding_time",
+        "top1",
+        "top5",
+        "agreement",
+        "kl",
+        "top5-overlap",
+        "top1-original",
+        "confidence",
+    ]
     assert (res["point"], res["quality"], res["num_images"]) == (["10", "50", "90"], [10, 50, 90], [5, 5, 5])
     assert res["bpp"] == sorted(res["bpp"]) and res["top1"] == [None] * 3
     records = entry["per_image"]
     ids = ["tile0.png", "tile1.png", "tile2.png", "tile3.png", "wide.png"]
     assert [(r["point"], r["id"]) for r in records] == [(q, i) for q in ("10", "50", "90") for i in ids]
-    assert set(records[0]) == {"id", "point", "quality", "bytes", "bpp", "psnr-rgb", "ms-ssim", "msssim_window", *TIMES, "label", "pred_original", "pred",
-                               "agreement", "top1", "top5", "top1_original", "kl", "top5_overlap", "confidence"}
+    assert set(records[0]) == {
+        "id",
+        "point",
+        "quality",
+        "bytes",
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim",
+        "msssim_window",
+        *TIMES,
+        "label",
+        "pred_original",
+        "pred",
+        "agreement",
+        "top1",
+        "top5",
+        "top1_original",
+        "kl",
+        "top5_overlap",
+        "confidence",
+    }
     for r in records:  # file bpp: every byte of the container over the pixels
         assert r["bpp"] == 8 * r["bytes"] / (48 * 80 if r["id"] == "wide.png" else 64 * 64)
     assert res["bpp"][0] == pytest.approx(sum(r["bpp"] for r in records[:5]) / 5)
@@ -190,8 +238,9 @@ def test_records_do_not_depend_on_chunking(tmp_path, images, judge):
         return [{k: v for k, v in r.items() if k not in TIMES} for r in results.entries[0]["per_image"]]
 
     one, many = records(judge, 1), records(judge, 16)
-    assert [{k: v for k, v in r.items() if not isinstance(v, float)} for r in one] == \
-           [{k: v for k, v in r.items() if not isinstance(v, float)} for r in many]
+    assert [{k: v for k, v in r.items() if not isinstance(v, float)} for r in one] == [
+        {k: v for k, v in r.items() if not isinstance(v, float)} for r in many
+    ]
     assert [r["kl"] for r in one] == pytest.approx([r["kl"] for r in many], abs=1e-6)
     # one image per forward pass: bit-identical whatever the chunking (what exact shard merges need)
     single = create_task("classification", model="test_efficientnet", pretrained=False, batch_size=1)
@@ -234,11 +283,16 @@ def test_foreign_files_are_refused(tmp_path, images, judge):
 
 def test_bad_dataset_options_and_empty_folders(tmp_path, judge):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"^the classification dataset takes no option 'split'; its options: layout, labels, tile, stride, classes$"):
+    with pytest.raises(
+        ConfigError, match=r"^the classification dataset takes no option 'split'; its options: layout, labels, tile, stride, classes$"
+    ):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty", {"split": "val"})
     with pytest.raises(ConfigError, match=r"^dataset folder .*empty holds no images"):
         evaluate(judge, plan_curves(["jpeg"]), tmp_path / "r.json", tmp_path / "empty")
-    with pytest.raises(ConfigError, match=r"^task classification takes no option 'conf'; its options: model, weights, pretrained, batch_size, device, bf16$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^task classification takes no option 'conf'; its options: model, weights, pretrained, batch_size, device, bf16$",
+    ):
         sweep.create_task_from_options("classification", {"conf": 0.5})
 
 
@@ -255,7 +309,9 @@ def test_rate_task_figure(tmp_path, images, judge):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ConfigError, match=r"^cannot save a figure as '.txt'; name the file .png, .pdf or .svg$"):
         plot_results(results.doc, tmp_path / "curves.txt")
-    with pytest.raises(ConfigError, match=r"^no values to plot for metric\(s\) top1; the results have: psnr-rgb, ms-ssim, top1, top5, agreement"):
+    with pytest.raises(
+        ConfigError, match=r"^no values to plot for metric\(s\) top1; the results have: psnr-rgb, ms-ssim, top1, top5, agreement"
+    ):
         plot_results(results.doc, tmp_path / "x.png", metrics=["top1"])
 
 
@@ -264,13 +320,38 @@ def test_rate_task_figure(tmp_path, images, judge):
 
 def test_cli_eval_task_and_bd(cli, tmp_path, images):
     out, plot = tmp_path / "r.json", tmp_path / "curves.png"
-    args = ["eval-task", "--model", "test_efficientnet", "--random-init", "--codecs", "jpeg,webp", "--qualities", "10,50,90",
-            "--dataset", str(images), "--out", str(out), "--plot", str(plot)]
+    args = [
+        "eval-task",
+        "--model",
+        "test_efficientnet",
+        "--random-init",
+        "--codecs",
+        "jpeg,webp",
+        "--qualities",
+        "10,50,90",
+        "--dataset",
+        str(images),
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
+    ]
     run = cli(*args)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == "== jpeg" and lines[1].split() == ["point", "quality", "bpp", "psnr-rgb", "ms-ssim", "agreement", "kl", "top5-overlap",
-                                                          "confidence", "encoding_time", "decoding_time"]
+    assert lines[0] == "== jpeg" and lines[1].split() == [
+        "point",
+        "quality",
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim",
+        "agreement",
+        "kl",
+        "top5-overlap",
+        "confidence",
+        "encoding_time",
+        "decoding_time",
+    ]
     assert "BD against jpeg on agreement (pchip); BD-rate < 0: fewer bits at equal agreement" in lines
     assert lines[-2:] == [f"plot: {plot}", f"results: {out}"]
     assert "skipped 1 unreadable image(s):" in run.stderr
@@ -299,13 +380,18 @@ def test_cli_default_dataset(cli, tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").rglob("*.png"))) == 62
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--task", "segmentation"], "mocodec: error: unknown task 'segmentation'; known tasks: "),
-    (["--codecs", "jpg"], "mocodec: error: unknown codec 'jpg'; known codecs: "),
-    (["--model", "nonet"], "mocodec: error: unknown classification model 'nonet'; known: efficientnet_lite0/1/2 (offline)"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--task", "segmentation"], "mocodec: error: unknown task 'segmentation'; known tasks: "),
+        (["--codecs", "jpg"], "mocodec: error: unknown codec 'jpg'; known codecs: "),
+        (["--model", "nonet"], "mocodec: error: unknown classification model 'nonet'; known: efficientnet_lite0/1/2 (offline)"),
+    ],
+)
 def test_cli_bad_names(cli, tmp_path, images, extra, message):
-    run = cli("eval-task", "--random-init", "--model", "test_efficientnet", "--dataset", str(images), "--out", str(tmp_path / "r.json"), *extra)
+    run = cli(
+        "eval-task", "--random-init", "--model", "test_efficientnet", "--dataset", str(images), "--out", str(tmp_path / "r.json"), *extra
+    )
     assert run.returncode == 2 and run.stderr.startswith(message), run.stderr
     assert not (tmp_path / "r.json").exists()
 
@@ -316,9 +402,20 @@ def test_cli_bad_files(cli, tmp_path, images):
     broken.write_bytes(b"not a checkpoint")
     run = cli(*base, "--codecs", f"ckpt:{broken}", "--out", str(tmp_path / "r.json"))
     assert run.returncode == 2
-    assert run.stderr.strip() == f"mocodec: error: checkpoint {broken} is not a readable torch file (damaged or another format); re-export it"
+    assert (
+        run.stderr.strip() == f"mocodec: error: checkpoint {broken} is not a readable torch file (damaged or another format); re-export it"
+    )
     (tmp_path / "empty").mkdir()
-    run = cli("eval-task", "--random-init", "--model", "test_efficientnet", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "r.json"))
+    run = cli(
+        "eval-task",
+        "--random-init",
+        "--model",
+        "test_efficientnet",
+        "--dataset",
+        str(tmp_path / "empty"),
+        "--out",
+        str(tmp_path / "r.json"),
+    )
     assert run.stderr.strip() == f"mocodec: error: dataset folder {tmp_path / 'empty'} holds no images (.png, .jpg, .jpeg, .webp, ...)"
     notes = tmp_path / "notes.json"
     notes.write_text("{}")

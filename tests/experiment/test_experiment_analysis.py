@@ -30,7 +30,6 @@ def test_half_the_rate_at_equal_kl_is_bd_rate_minus_50_percent():
 
 
 def test_a_difference_within_seed_noise_is_inside_the_noise():
-    rng = np.random.default_rng(1)
     bpp = np.tile(np.array([0.2, 0.4, 0.8, 1.6])[None, :, None], (3, 1, 30))
     kl = np.tile(np.array([0.9, 0.5, 0.2, 0.1])[None, :, None], (3, 1, 30))
     # Another term whose three seeds scatter by ±20 % of the rate around the anchor's.
@@ -44,7 +43,6 @@ def test_a_difference_within_seed_noise_is_inside_the_noise():
     curve = result["curves"][1]
     assert curve["seeds"] == 3 and curve["points"][0]["bpp"][0] == pytest.approx(0.2)
     assert curve["points"][0]["bpp"][1] < 0.2 < curve["points"][0]["bpp"][2]
-
 
 
 def test_half_the_rate_is_comparable_though_the_rate_ranges_overlap_little():
@@ -76,15 +74,18 @@ def test_curves_that_share_little_of_their_metric_range_are_not_comparable():
     assert "| not comparable | metric ranges overlap 18%" in table[2]
 
 
-@pytest.mark.parametrize(("note", "expected"), [
-    ("", True),
-    ("1 non-monotone point dropped", True),
-    ("rate ranges overlap 40%", True),
-    ("no common rate range", True),
-    ("metric ranges overlap 54%; rate ranges overlap 67%; 1 non-monotone point dropped", False),
-    ("no common metric range; rate ranges overlap 68%", False),
-    ("mse: fewer than 4 monotone points for pchip", False),
-])
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("", True),
+        ("1 non-monotone point dropped", True),
+        ("rate ranges overlap 40%", True),
+        ("no common rate range", True),
+        ("metric ranges overlap 54%; rate ranges overlap 67%; 1 non-monotone point dropped", False),
+        ("no common metric range; rate ranges overlap 68%", False),
+        ("mse: fewer than 4 monotone points for pchip", False),
+    ],
+)
 def test_which_notes_leave_a_bd_rate_comparable(note, expected):
     assert comparable(note) is expected
     assert (verdict(-30.0, -10.0, "mse", note=note) == "better than mse") is expected

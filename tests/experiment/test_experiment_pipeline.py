@@ -33,7 +33,12 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-RUNS = ["tiny_mse_lambda0.0018_seed0", "tiny_mse_lambda0.18_seed0", "tiny_mse+msssim_lambda0.0018_seed0", "tiny_mse+msssim_lambda0.18_seed0"]
+RUNS = [
+    "tiny_mse_lambda0.0018_seed0",
+    "tiny_mse_lambda0.18_seed0",
+    "tiny_mse+msssim_lambda0.0018_seed0",
+    "tiny_mse+msssim_lambda0.18_seed0",
+]
 
 
 def test_tiny_recipe_writes_every_artefact(tiny_run):
@@ -62,25 +67,46 @@ def test_tiny_recipe_writes_every_artefact(tiny_run):
     (task,) = summary["tasks"]
     assert task["num_images"] == TILES and task["anchor"] == "mse" and set(task["metrics"]) == {"kl", "agreement"}
     assert [(c["name"], c["kind"], c["seeds"]) for c in task["curves"]] == [
-        ("mse", "trained", 1), ("mse+msssim", "trained", 1), ("jpeg", "baseline", 1)]
+        ("mse", "trained", 1),
+        ("mse+msssim", "trained", 1),
+        ("jpeg", "baseline", 1),
+    ]
     for curve in task["curves"]:
         for point in curve["points"]:
             assert point["kl"][1] <= point["kl"][0] <= point["kl"][2]  # mean inside its bootstrap interval
-    assert summary["files"]["judge"] == {"figure": "figures/judge.png", "bd_markdown": "tables/bd_judge.md",
-                                         "bd_csv": "tables/bd_judge.csv", "results": "results/judge.json"}
+    assert summary["files"]["judge"] == {
+        "figure": "figures/judge.png",
+        "bd_markdown": "tables/bd_judge.md",
+        "bd_csv": "tables/bd_judge.csv",
+        "results": "results/judge.json",
+    }
     assert (out / "figures" / "judge.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     rows = list(csv.DictReader(io.StringIO((out / "tables" / "bd_judge.csv").read_text())))
     assert list(rows[0]) == list(BD_COLUMNS)
-    assert [(r["curve"], r["metric"]) for r in rows] == [("mse+msssim", "kl"), ("jpeg", "kl"), ("mse+msssim", "agreement"), ("jpeg", "agreement")]
+    assert [(r["curve"], r["metric"]) for r in rows] == [
+        ("mse+msssim", "kl"),
+        ("jpeg", "kl"),
+        ("mse+msssim", "agreement"),
+        ("jpeg", "agreement"),
+    ]
     table = (out / "tables" / "bd_judge.md").read_text().splitlines()
     assert len(table) == 2 + len(rows) and table[2].startswith("| mse+msssim | kl |")
 
     report = (out / "report.md").read_text()
     confidence = np.mean([r["confidence"] for r in doc["entries"][0]["per_image"] if r["point"] == "lambda=0.0018"])
-    for text in ("# Experiment `tiny`", "- Command: `mocodec experiment --config tiny.yaml`", "2 steps (compared at equal steps), seeds 0",
-                 f"{TILES} images", f"confidence on the originals {confidence:.3f}", "](figures/judge.png)", "](tables/bd_judge.md)",
-                 "**inside the noise**", "| mse+msssim | bmshj2018-hyperprior q1", "after 1 steps"):
+    for text in (
+        "# Experiment `tiny`",
+        "- Command: `mocodec experiment --config tiny.yaml`",
+        "2 steps (compared at equal steps), seeds 0",
+        f"{TILES} images",
+        f"confidence on the originals {confidence:.3f}",
+        "](figures/judge.png)",
+        "](tables/bd_judge.md)",
+        "**inside the noise**",
+        "| mse+msssim | bmshj2018-hyperprior q1",
+        "after 1 steps",
+    ):
         assert text in report
     assert any((out / "wandb").glob("offline-run-*"))  # the evaluation run with the figure
     assert "WANDB_RUN_GROUP" not in os.environ  # the group was set for the training runs only
@@ -119,8 +145,9 @@ def test_interrupted_run_and_sweep_resume_where_they_stopped(tiny_run, monkeypat
     redone = {(r["id"], r["point"]): r for r in json.loads(results.read_text())["entries"][1]["per_image"]}
     for r in dropped:  # the same codec and judge give the same records (timings aside; batching moves the last float bits)
         again = redone[(r["id"], r["point"])]
-        assert {k: v for k, v in again.items() if k not in ("kl", "encoding_time", "decoding_time")} == \
-               {k: v for k, v in r.items() if k not in ("kl", "encoding_time", "decoding_time")}
+        assert {k: v for k, v in again.items() if k not in ("kl", "encoding_time", "decoding_time")} == {
+            k: v for k, v in r.items() if k not in ("kl", "encoding_time", "decoding_time")
+        }
         assert again["kl"] == pytest.approx(r["kl"], rel=1e-2, abs=1e-8)
 
 
@@ -135,8 +162,11 @@ def test_results_of_an_older_format_are_refused_with_the_fix(tiny_run):
     path.write_text(json.dumps(old))
     recipe = load_recipe(RECIPES / "tiny.yaml")
     try:
-        with pytest.raises(OutputExistsError, match=rf"^{re.escape(str(path))} holds records of the fidelity metrics psnr-rgb; "
-                                                    r"delete it to judge task judge again \(the trained runs are kept\)$"):
+        with pytest.raises(
+            OutputExistsError,
+            match=rf"^{re.escape(str(path))} holds records of the fidelity metrics psnr-rgb; "
+            r"delete it to judge task judge again \(the trained runs are kept\)$",
+        ):
             evaluate(recipe, recipe.tasks[0], tiny_run)
     finally:
         path.write_text(kept)
@@ -169,8 +199,9 @@ def test_report_only_rewrites_the_report_from_the_recorded_results(tiny_run, mon
     assert len(list((out / "wandb").glob("offline-run-*"))) == evaluation_runs  # and nothing logged to W&B
     # The same analysis of the same records; the experiment's own facts kept, the rewrite recorded beside them.
     assert json.dumps(summary["tasks"]) == json.dumps(before["tasks"])
-    assert {k: summary[k] for k in ("experiment", "code_version", "command", "wall_time", "runs", "files")} == \
-           {k: before[k] for k in ("experiment", "code_version", "command", "wall_time", "runs", "files")}
+    assert {k: summary[k] for k in ("experiment", "code_version", "command", "wall_time", "runs", "files")} == {
+        k: before[k] for k in ("experiment", "code_version", "command", "wall_time", "runs", "files")
+    }
     assert summary["report_rewritten"]["command"] == command
     assert json.dumps(json.loads((out / "summary.json").read_text())) == json.dumps(summary)
     for artefact in ("report.md", "tables/bd_judge.md", "tables/bd_judge.csv", "figures/judge.png"):
@@ -183,8 +214,13 @@ def test_report_only_needs_the_finished_experiment_of_the_same_recipe(tiny_run, 
     data = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     data["bootstrap"] = 20
     ran = tiny_run / "recipe.yaml"
-    with pytest.raises(ConfigError, match=rf"^the recipe differs from {re.escape(str(ran))}, which the results were made with; "
-                                          rf"pass --config {re.escape(str(ran))}$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^the recipe differs from {re.escape(str(ran))}, which the results were made with; "
+        rf"pass --config {re.escape(str(ran))}$",
+    ):
         rewrite_report(parse_recipe(data), tiny_run, log=lambda _: None)
-    with pytest.raises(ConfigError, match=r"holds no finished experiment \(recipe.yaml and summary.json\); run it without --report-only first$"):
+    with pytest.raises(
+        ConfigError, match=r"holds no finished experiment \(recipe.yaml and summary.json\); run it without --report-only first$"
+    ):
         rewrite_report(load_recipe(RECIPES / "tiny.yaml"), tmp_path / "empty", log=lambda _: None)

@@ -70,8 +70,10 @@ def test_run_digests_follow_the_base_not_the_folder(tmp_path):
     plain = load_recipe(RECIPES / "tiny.yaml")
     config = compared_runs(plain)[0].config(plain, tmp_path)
     del config["trainer"]["default_root_dir"]
-    assert compared_runs(plain)[0].digest(plain, tmp_path) == hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
+    assert (
+        compared_runs(plain)[0].digest(plain, tmp_path)
+        == hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    )
 
 
 def test_jobs_must_be_positive(tmp_path):
@@ -95,7 +97,9 @@ def test_a_killed_worker_says_where_the_logs_are_and_that_a_rerun_resumes(tmp_pa
     monkeypatch.setattr(runs, "run_in_workers", killed)
     recipe = load_recipe(RECIPES / "tiny.yaml")
     logs = re.escape(str(tmp_path / "runs" / "<run>" / "train.log"))
-    with pytest.raises(MocodecError, match=rf"^a training worker stopped abruptly \(killed, or out of memory\?\); "
-                                           rf"the unfinished runs' output is in {logs}; rerun the same command to resume$"):
+    with pytest.raises(
+        MocodecError,
+        match=rf"^a training worker stopped abruptly \(killed, or out of memory\?\); "
+        rf"the unfinished runs' output is in {logs}; rerun the same command to resume$",
+    ):
         train_runs(compared_runs(recipe), recipe, tmp_path, log=lambda _: None, jobs=2)
-

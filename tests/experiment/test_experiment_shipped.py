@@ -1,4 +1,4 @@
-"""Every shipped recipe runs: offline_small and paper end to end at test size (their codecs, terms,
+"""Every shipped recipe runs: offline_small, paper and imagenet_terms end to end at test size (their codecs, terms,
 bases and baselines; tiny widths, 2 steps, the tiny random judge), paper as shipped fails offline in
 one line, and the committed offline_small report is what the analysis makes of its committed results.
 (tiny.yaml runs as it is in test_experiment_pipeline.py.)"""
@@ -32,24 +32,35 @@ def at_test_size(data: dict[str, Any]) -> dict[str, Any]:
     data = copy.deepcopy(data)
     for codec in data["codecs"].values():
         codec.update(kwargs=CODECS.meta(codec["codec"])["test_kwargs"], init_weights=None)  # published weights are not here
+        if codec.get("qualities"):
+            codec["qualities"] = codec["qualities"][:2]  # one per kept λ
         if codec.get("pretrain"):
             codec["pretrain"]["steps"] = 2
     for term in data["terms"].values():
         term["lmbdas"] = term["lmbdas"][:2]
-        term["distortions"] = {name: {**spec, **DISTORTIONS.meta(name).get("test_kwargs", {})} if isinstance(spec, dict) else spec
-                               for name, spec in term["distortions"].items()}
+        term["distortions"] = {
+            name: {**spec, **DISTORTIONS.meta(name).get("test_kwargs", {})} if isinstance(spec, dict) else spec
+            for name, spec in term["distortions"].items()
+        }
     training = data["training"]
-    training["trainer"].update(accelerator="cpu", devices=1, log_every_n_steps=1, num_sanity_val_steps=0,
-                               enable_progress_bar=False, enable_model_summary=False)
+    training["trainer"].update(
+        accelerator="cpu", devices=1, log_every_n_steps=1, num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False
+    )
     training["data"] = {"crop_size": 64, "val_crop_size": 64, "batch_size": 2, "val_batch_size": 2, "num_workers": 0, "embedded_repeats": 1}
     metrics = [m for task in data["tasks"].values() for m in task["metrics"] if m in ("kl", "agreement", "psnr-rgb")]
-    data["tasks"] = {"judge": {"task": "classification", "options": TASKS.meta("classification")["test_kwargs"],
-                               "dataset_options": {"tile": 128, "stride": 512}, "metrics": list(dict.fromkeys(metrics or ["kl", "agreement"]))}}
+    data["tasks"] = {
+        "judge": {
+            "task": "classification",
+            "options": TASKS.meta("classification")["test_kwargs"],
+            "dataset_options": {"tile": 128, "stride": 512},
+            "metrics": list(dict.fromkeys(metrics or ["kl", "agreement"])),
+        }
+    }
     data.update(seeds=data["seeds"][:1], steps=2, checkpoints=1, bootstrap=20, wandb=False)
     return data
 
 
-@pytest.mark.parametrize("name", ["offline_small", "paper"])
+@pytest.mark.parametrize("name", ["offline_small", "paper", "imagenet_terms"])
 def test_shipped_recipe_runs_at_test_size(name, tmp_path):
     shipped = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     recipe = parse_recipe(at_test_size(shipped))
@@ -81,12 +92,19 @@ def test_committed_offline_small_report_is_the_analysis_of_its_results(tmp_path)
     out = tmp_path / "offline_small"
     shutil.copytree(COMMITTED, out)
     committed = json.loads((COMMITTED / "summary.json").read_text())
-    summary = rewrite_report(load_recipe(COMMITTED / "recipe.yaml"), out, log=lambda _: None, command=committed["report_rewritten"]["command"])
+    summary = rewrite_report(
+        load_recipe(COMMITTED / "recipe.yaml"), out, log=lambda _: None, command=committed["report_rewritten"]["command"]
+    )
     assert json.dumps(summary["tasks"]) == json.dumps(committed["tasks"])
     for path in ("report.md", "tables/bd_lite1.md", "tables/bd_lite1.csv"):
-        assert (out / path).read_text().replace(summary["report_rewritten"]["code_version"], committed["report_rewritten"]["code_version"]) \
-            == (COMMITTED / path).read_text(), f"{path} is out of date: rewrite it with --report-only"
+        assert (out / path).read_text().replace(
+            summary["report_rewritten"]["code_version"], committed["report_rewritten"]["code_version"]
+        ) == (COMMITTED / path).read_text(), f"{path} is out of date: rewrite it with --report-only"
     # The trained curves and JPEG overlap the anchor's metric range too little to compare (the figure is the honest reading).
     kl = [row for row in summary["tasks"][0]["bd"] if row["metric"] == "kl"]
     assert [(row["curve"], row["verdict"]) for row in kl] == [
-        ("mse+featsim", "not comparable"), ("msssim", "not comparable"), ("jpeg", "not comparable"), ("webp", "not comparable")]
+        ("mse+featsim", "not comparable"),
+        ("msssim", "not comparable"),
+        ("jpeg", "not comparable"),
+        ("webp", "not comparable"),
+    ]

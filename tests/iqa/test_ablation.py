@@ -58,8 +58,15 @@ def test_ablation_of_tiny_ml_clipsim_and_its_fitted_config(tmp_path, pcmp_datase
     tiny = DISTORTIONS.meta("ml-clipsim")["test_kwargs"]  # a 12-block random open_clip ViT at 32 px
     result = run_ablation(pcmp_dataset, MetricSpec("ml-clipsim", tiny, "ml-clipsim"), n_resamples=50, seed=0)
     names = [row["metric"] for row in result.report.rows]
-    assert names == [*(f"layer{n}" for n in range(1, 13)), "global", "3,6,9,12+global", "1,2,3,4,5,6+global",
-                     "7,8,9,10,11,12+global", "uniform", "fitted"]
+    assert names == [
+        *(f"layer{n}" for n in range(1, 13)),
+        "global",
+        "3,6,9,12+global",
+        "1,2,3,4,5,6+global",
+        "7,8,9,10,11,12+global",
+        "uniform",
+        "fitted",
+    ]
     assert all(0 <= row["2afc[label]"] <= 1 and 0 <= row["2afc[train split]"] <= 1 for row in result.report.rows)
     config = result.fitted
     assert config["layers"] == list(range(1, 13)) and len(config["layer_weights"]) == 12

@@ -43,8 +43,22 @@ def pcmp_build(tmp_path_factory, reference_folder, tiny_voters) -> Path:
 
 def test_pcmp_build_by_cli(cli, tmp_path, reference_folder, voter_weights):
     out = tmp_path / "pcmp"
-    r = cli("pcmp", str(out), "--references", str(reference_folder), "--tolerance", "2", "--max-pairs", "4",
-            "--distortions", "jpeg=10,20,40", "gaussian-blur=0.6,1,1.5", "gaussian-noise=0.02,0.04", "--voters", *voter_weights)
+    r = cli(
+        "pcmp",
+        str(out),
+        "--references",
+        str(reference_folder),
+        "--tolerance",
+        "2",
+        "--max-pairs",
+        "4",
+        "--distortions",
+        "jpeg=10,20,40",
+        "gaussian-blur=0.6,1,1.5",
+        "gaussian-noise=0.02,0.04",
+        "--voters",
+        *voter_weights,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "pcmp.json").read_text())
     assert r.stdout.splitlines()[0] == f"{out}: {summary['pairs']} pairs of 24 distorted images of 3 references"
@@ -57,14 +71,29 @@ def test_pcmp_refuses_an_empty_reference_folder(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     r = cli("pcmp", str(tmp_path / "out"), "--references", str(tmp_path / "empty"), "--voters", "test_efficientnet")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == f"mocodec: error: reference folder {tmp_path / 'empty'} holds no images (.png/.jpg/.webp/...)"
+    assert (
+        r.stderr.strip().splitlines()[-1] == f"mocodec: error: reference folder {tmp_path / 'empty'} holds no images (.png/.jpg/.webp/...)"
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_iqa_eval_with_held_out_voters(cli, tmp_path, pcmp_build):
     out = tmp_path / "results"
-    r = cli("iqa", "eval", "--dataset", f"pcmp={pcmp_build}", "--metric", "psnr", "msssim", "--heldout-voters", "proj2",
-            "--resamples", "100", "--out", str(out))
+    r = cli(
+        "iqa",
+        "eval",
+        "--dataset",
+        f"pcmp={pcmp_build}",
+        "--metric",
+        "psnr",
+        "msssim",
+        "--heldout-voters",
+        "proj2",
+        "--resamples",
+        "100",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert "| metric | 2afc[label] | 2afc[held-out] |" in r.stdout
     rows = json.loads((out / "results.json").read_text())["datasets"][0]["rows"]
@@ -86,7 +115,8 @@ def test_iqa_eval_bad_inputs(cli, tmp_path, pcmp_build):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
         f"mocodec: error: TID2013: image i01_01_1.bmp listed in mos_with_names.txt is missing from {tid / 'distorted_images'}; "
-        "re-extract the dataset")
+        "re-extract the dataset"
+    )
     assert not (tmp_path / "r" / "results.json").exists()
 
 
@@ -94,15 +124,37 @@ def test_iqa_ablate_writes_weights_that_ml_clipsim_loads(cli, tmp_path, pcmp_bui
     base = tmp_path / "tiny.yaml"
     base.write_text(yaml.safe_dump(DISTORTIONS.meta("ml-clipsim")["test_kwargs"]))
     out = tmp_path / "ablation"
-    r = cli("iqa", "ablate", "--pcmp", str(pcmp_build), "--metric", f"ml-clipsim:{base}", "--subset", "3,6,9,12",
-            "--resamples", "50", "--out", str(out))
+    r = cli(
+        "iqa",
+        "ablate",
+        "--pcmp",
+        str(pcmp_build),
+        "--metric",
+        f"ml-clipsim:{base}",
+        "--subset",
+        "3,6,9,12",
+        "--resamples",
+        "50",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     fitted = out / "ml-clipsim-fitted.yaml"
     assert f"fitted weights: {fitted} (use --metric ml-clipsim:{fitted})" in r.stdout
     config = yaml.safe_load(fitted.read_text())
     assert config["layers"] == list(range(1, 13)) and config["model_cfg"] == DISTORTIONS.meta("ml-clipsim")["test_kwargs"]["model_cfg"]
-    r = cli("iqa", "eval", "--dataset", f"pcmp={pcmp_build}", "--metric", f"ml-clipsim:{fitted}", "--resamples", "20",
-            "--out", str(tmp_path / "fitted-eval"))
+    r = cli(
+        "iqa",
+        "eval",
+        "--dataset",
+        f"pcmp={pcmp_build}",
+        "--metric",
+        f"ml-clipsim:{fitted}",
+        "--resamples",
+        "20",
+        "--out",
+        str(tmp_path / "fitted-eval"),
+    )
     assert r.returncode == 0, r.stderr
     assert "| ml-clipsim:ml-clipsim-fitted |" in r.stdout
 

@@ -53,10 +53,13 @@ def test_dmos_and_lower_is_better_metrics_are_oriented():
     assert reference.srcc > 0.5
 
 
-@pytest.mark.parametrize("kind, fn, true", [
-    ("5", logistic_5, (4.0, 1.5, 5.0, 0.1, 2.0)),
-    ("4", logistic_4, (9.0, 1.0, 5.0, 0.8)),
-])
+@pytest.mark.parametrize(
+    "kind, fn, true",
+    [
+        ("5", logistic_5, (4.0, 1.5, 5.0, 0.1, 2.0)),
+        ("4", logistic_4, (9.0, 1.0, 5.0, 0.8)),
+    ],
+)
 def test_logistic_fit_recovers_known_parameters(kind, fn, true):
     rng = np.random.default_rng(2)
     q = rng.uniform(0, 10, 400)

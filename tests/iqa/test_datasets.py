@@ -93,7 +93,10 @@ def test_tid2013_reads_the_released_layout(tid_tree: Path):
     ds = load_iqa_dataset("tid2013", tid_tree)
     assert ds.higher_is_better and ds.score_name == "mos"
     assert [(im.score, im.type, im.level) for im in ds.images] == [
-        (5.51429, "01 additive noise", "1"), (4.05714, "10 jpeg", "5"), (6.02, "17 contrast", "3")]
+        (5.51429, "01 additive noise", "1"),
+        (4.05714, "10 jpeg", "5"),
+        (6.02, "17 contrast", "3"),
+    ]
     assert [im.reference.name for im in ds.images] == ["I01.BMP", "I01.BMP", "i02.bmp"]
 
 
@@ -102,7 +105,8 @@ def test_tid2013_bad_inputs(tid_tree: Path):
     with pytest.raises(ImageReadError) as exc:
         load_iqa_dataset("tid2013", tid_tree)
     assert str(exc.value) == (
-        f"TID2013: image i01_10_5.bmp listed in mos_with_names.txt is missing from {tid_tree / 'distorted_images'}; re-extract the dataset")
+        f"TID2013: image i01_10_5.bmp listed in mos_with_names.txt is missing from {tid_tree / 'distorted_images'}; re-extract the dataset"
+    )
     (tid_tree / "mos_with_names.txt").write_text("5.5 i01_01_1.bmp\nfive i01_01_1.bmp\n")
     with pytest.raises(ConfigError) as exc:
         load_iqa_dataset("tid2013", tid_tree)
@@ -118,8 +122,12 @@ def test_tid2013_bad_inputs(tid_tree: Path):
 @pytest.fixture
 def kadid_tree(tmp_path: Path) -> Path:
     root = tmp_path / "kadid10k"
-    rows = ["dist_img,ref_img,dmos,var", "I01_01_01.png,I01.png,4.57,0.496", "I01_10_05.png,I01.png,1.2,0.3",
-            "I02_25_03.png,I02.png,3.0,0.1"]
+    rows = [
+        "dist_img,ref_img,dmos,var",
+        "I01_01_01.png,I01.png,4.57,0.496",
+        "I01_10_05.png,I01.png,1.2,0.3",
+        "I02_25_03.png,I02.png,3.0,0.1",
+    ]
     (root / "images").mkdir(parents=True)
     (root / "dmos.csv").write_text("\n".join(rows) + "\n")
     for name in ("I01_01_01.png", "I01_10_05.png", "I02_25_03.png", "I01.png", "I02.png"):
@@ -131,7 +139,10 @@ def test_kadid10k_reads_the_released_layout(kadid_tree: Path):
     ds = load_iqa_dataset("kadid10k", kadid_tree)
     assert ds.higher_is_better  # the "dmos" column is a MOS on 1-5
     assert [(im.score, im.type, im.level, im.reference.name) for im in ds.images] == [
-        (4.57, "01 gaussian blur", "01", "I01.png"), (1.2, "10 jpeg", "05", "I01.png"), (3.0, "25 contrast", "03", "I02.png")]
+        (4.57, "01 gaussian blur", "01", "I01.png"),
+        (1.2, "10 jpeg", "05", "I01.png"),
+        (3.0, "25 contrast", "03", "I02.png"),
+    ]
 
 
 def test_kadid10k_bad_inputs(kadid_tree: Path):
@@ -191,4 +202,5 @@ def test_unknown_dataset_name_lists_the_known_ones(tmp_path: Path):
     with pytest.raises(KeyError) as exc:
         load_iqa_dataset("csiq", tmp_path)
     assert str(exc.value) == (
-        "unknown IQA dataset 'csiq'; known IQA datasets: kadid10k, live, live-realigned, mpd, mpd-pairs, pcmp, tid2013")
+        "unknown IQA dataset 'csiq'; known IQA datasets: kadid10k, live, live-realigned, mpd, mpd-pairs, pcmp, tid2013"
+    )

@@ -21,7 +21,7 @@ def test_every_family_degrades_more_at_its_more_severe_levels(name, photo_crop):
     psnrs = []
     for level in (family.levels[0], family.levels[-1]):
         y = family.distort(x, level, torch.Generator().manual_seed(0))
-        assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+        assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
         psnrs.append(float(psnr(y[None], x[None])))
     first, last = psnrs
     assert math.isfinite(first) and math.isfinite(last)
@@ -47,7 +47,8 @@ def test_family_specs():
         create_family("bmshj2018-hyperprior")
     assert str(exc.value) == (
         "learned codec 'bmshj2018-hyperprior' has random weights offline; give ckpt:PATH (a trained checkpoint) "
-        "or bmshj2018-hyperprior@pretrained (published weights)")
+        "or bmshj2018-hyperprior@pretrained (published weights)"
+    )
     with pytest.raises(ConfigError) as exc:
         create_family("gaussian-blur=-1")
     assert str(exc.value) == "cannot read the levels of 'gaussian-blur=-1'; write positive numbers, e.g. gaussian-blur=0.5,1,2"

@@ -10,8 +10,8 @@ import torch
 
 from mocodec.data.io import write_image
 from mocodec.errors import ConfigError, OutputExistsError
-from mocodec.iqa.datasets import PairDataset, PreferencePair, ScoredDataset, ScoredImage
 from mocodec.iqa.evaluate import MetricSpec, evaluate_metrics
+from mocodec.iqa.records import PairDataset, PreferencePair, ScoredDataset, ScoredImage
 from mocodec.iqa.report import check_output_folder, write_reports
 from mocodec.losses import psnr
 
@@ -53,8 +53,7 @@ def scored(images, higher_is_better: bool) -> ScoredDataset:
 
 @pytest.fixture(scope="module")
 def mos_report(images):
-    (report,) = evaluate_metrics([scored(images, True)], [MetricSpec.parse("psnr", ALIASES), MetricSpec.parse("msssim")],
-                                 n_resamples=200)
+    (report,) = evaluate_metrics([scored(images, True)], [MetricSpec.parse("psnr", ALIASES), MetricSpec.parse("msssim")], n_resamples=200)
     return report
 
 
@@ -93,8 +92,15 @@ def test_reports_are_written_with_results_json_last(tmp_path, mos_report):
     written = write_reports([mos_report], out)
     assert written[-1] == out / "results.json"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["report.md", "results.json", "synthetic.csv", "synthetic.md", "synthetic.png",
-                     "synthetic_comparisons.csv", "synthetic_per_type.csv"]
+    assert names == [
+        "report.md",
+        "results.json",
+        "synthetic.csv",
+        "synthetic.md",
+        "synthetic.png",
+        "synthetic_comparisons.csv",
+        "synthetic_per_type.csv",
+    ]
     table = (out / "synthetic.md").read_text().splitlines()
     assert table[0] == "## synthetic" and table[2].startswith("| metric | srcc | krcc | plcc | rmse | n | fit | p_boot | p_wilcoxon |")
     data = json.loads((out / "results.json").read_text())

@@ -16,8 +16,8 @@ from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError
 from mocodec.iqa import load_iqa_dataset
 from mocodec.iqa.distortions import create_family
-from mocodec.iqa.datasets import read_pcmp_manifest
 from mocodec.iqa.pcmp import VOTER_BATCH, BuildSettings, PCMPDataset, build_pcmp
+from mocodec.iqa.pcmp_files import read_pcmp_manifest
 from mocodec.iqa.voting import Consistency, VoteRule
 from mocodec.losses import psnr
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mocodec.data.embedded import write_split
-from mocodec.iqa.distortions import CodecSpec, CodecFamily, create_family
+from mocodec.iqa.distortions import CodecFamily, CodecSpec, create_family
 from mocodec.iqa.pcmp import BuildSettings, build_pcmp
 from mocodec.iqa.voting import create_voter
 

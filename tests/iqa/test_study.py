@@ -21,7 +21,7 @@ import yaml
 from mocodec.data.embedded import write_split
 from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError
-from mocodec.iqa import study as study_module
+from mocodec.iqa import study_scores as study_module
 from mocodec.iqa.distortions import create_family
 from mocodec.iqa.evaluate import MetricSpec, score_images
 from mocodec.iqa.pcmp import BuildSettings, build_pcmp
@@ -161,12 +161,24 @@ def test_default_variant_is_the_metric_itself_and_fitted_weights_are_cross_fitte
 
 def test_study_files_flag_who_judges_whom(study):
     out, _, _ = study
-    assert {p.name for p in out.iterdir()} >= {"study.json", "study.md", "study.png", "pairs.csv", "twoafc.csv", "comparisons.csv",
-                                                "agreement.csv", "weights.csv", "scores"}
+    assert {p.name for p in out.iterdir()} >= {
+        "study.json",
+        "study.md",
+        "study.png",
+        "pairs.csv",
+        "twoafc.csv",
+        "comparisons.csv",
+        "agreement.csv",
+        "weights.csv",
+        "scores",
+    }
     text = (out / "study.md").read_text()
     for heading in ("## Reading", "## Summary: 2AFC against the held-out voter", "## Label agreement", "## Held out efficientnet-lite2"):
         assert heading in text
-    assert "ml-featsim[efficientnet-lite0] (default layers) on the held-out votes (judged by its own backbone: efficientnet-lite0 is the held-out voter)" in text
+    assert (
+        "ml-featsim[efficientnet-lite0] (default layers) on the held-out votes (judged by its own backbone: efficientnet-lite0 is the held-out voter)"
+        in text
+    )
     assert "(not judged by its own backbone: efficientnet-lite1 is a labelling voter, not the held-out one)" in text
     comparisons = read_csv(out / "comparisons.csv")
     assert {c["comparison"] for c in comparisons} == {"vs psnr", "vs ms-ssim", "fitted vs uniform", "fitted vs default"}
@@ -178,7 +190,7 @@ def test_study_files_flag_who_judges_whom(study):
             continue
         way = "higher" if float(c["difference"]) > 0 else "lower" if float(c["difference"]) < 0 else "equal"
         assert c["outcome"] == f"{way}, {'significant' if float(c['p_bootstrap']) < 0.05 else 'not significant'}"
-        backbone = c["a"][len("ml-featsim["):c["a"].index("]")]  # every tested metric here is a feature similarity
+        backbone = c["a"][len("ml-featsim[") : c["a"].index("]")]  # every tested metric here is a feature similarity
         own = (backbone == c["rotation"]) == (c["labels"] == "held-out")  # held out: its own voter; labelling: among the others
         assert c["judge"] == ("own" if own else "other")
 
@@ -186,8 +198,9 @@ def test_study_files_flag_who_judges_whom(study):
 def test_library_refusals(build, tmp_path):
     with pytest.raises(ConfigError) as exc:
         run_study(build, tmp_path / "a", StudySettings(feature_metric=MetricSpec("msssim", {}, "ms-ssim")))
-    assert str(exc.value) == ("the study's feature metric must be a multi-layer metric with backbones (ml-featsim, ml-clipsim); "
-                              "msssim has none")
+    assert str(exc.value) == (
+        "the study's feature metric must be a multi-layer metric with backbones (ml-featsim, ml-clipsim); msssim has none"
+    )
     with pytest.raises(ConfigError) as exc:
         run_study(build, tmp_path / "b", StudySettings(feature_metric=FEATURE, folds=7))
     assert str(exc.value) == "7 folds need at least 7 references with pairs; the build has 6"
@@ -205,8 +218,18 @@ def test_study_command_line_reuses_scores_and_prints_the_reading(cli, tmp_path, 
     shutil.copytree(out / "scores", tmp_path / "study" / "scores")  # the same metric configurations: nothing to score
     config = tmp_path / "featsim.yaml"
     config.write_text(yaml.safe_dump(FEATURE.kwargs))
-    r = cli("iqa", "study", "--pcmp", str(build), "--feature-metric", f"ml-featsim:{config}", "--resamples", "50",
-            "--out", str(tmp_path / "study"))
+    r = cli(
+        "iqa",
+        "study",
+        "--pcmp",
+        str(build),
+        "--feature-metric",
+        f"ml-featsim:{config}",
+        "--resamples",
+        "50",
+        "--out",
+        str(tmp_path / "study"),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("## Reading") and "ml-featsim:featsim[efficientnet-lite2] vs psnr" in r.stdout
     data = json.loads((tmp_path / "study" / "study.json").read_text())
@@ -220,11 +243,15 @@ def test_bad_inputs_are_one_line(cli, tmp_path, build, reference_folder, tiny_vo
     single = tmp_path / "single"
     build_pcmp(reference_folder, single, [create_family(s) for s in FAMILIES], tiny_voters[:1], BuildSettings(tolerance=8.0))
     cases = [
-        (["--pcmp", str(incomplete)],
-         f"{incomplete} is not a complete PCMP dataset (no pcmp.json); rerun the same `mocodec pcmp` command to finish it"),
-        (["--pcmp", str(single)],
-         f"{single} holds the votes of one voter (proj0); the study holds each voter out in turn and needs at least 2: "
-         "build PCMP with several --voters"),
+        (
+            ["--pcmp", str(incomplete)],
+            f"{incomplete} is not a complete PCMP dataset (no pcmp.json); rerun the same `mocodec pcmp` command to finish it",
+        ),
+        (
+            ["--pcmp", str(single)],
+            f"{single} holds the votes of one voter (proj0); the study holds each voter out in turn and needs at least 2: "
+            "build PCMP with several --voters",
+        ),
         (["--pcmp", str(build), "--metric", "sharpness"], "unknown distortion 'sharpness'; known distortions: "),
     ]
     for arguments, message in cases:

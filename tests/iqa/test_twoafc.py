@@ -8,8 +8,8 @@ from scipy import stats
 
 from mocodec.errors import ConfigError
 from mocodec.iqa.significance import wilcoxon_p_value
-from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 from mocodec.iqa.twoafc import metric_preference, twoafc
+from mocodec.utils.bootstrap import Resampler, bootstrap_interval, bootstrap_p_value
 
 
 def test_twoafc_of_a_hand_computed_example():

@@ -24,7 +24,8 @@ OUTPUTS = {
 }
 
 
-def votes_of(name: str, rule: VoteRule = VoteRule()) -> tuple[float, object]:
+def votes_of(name: str, rule: VoteRule | None = None) -> tuple[float, object]:
+    rule = rule or VoteRule()
     out = OUTPUTS[name]
     c = consistency(torch.tensor(out["r"]), torch.tensor([out["a"], out["b"]]))
     return float(rule.votes(c, [0], [1])[0]), c

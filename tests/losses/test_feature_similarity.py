@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import skimage.data
 import torch
@@ -111,7 +110,13 @@ def test_layers_are_the_seven_stages_and_embedding_is_pre_logits(featsim_random)
         logits = encoder.network(x)
     # EfficientNet-Lite0's stage widths; spatial sizes 112, 56, 28, 14, 14, 7, 7 as tokens.
     assert [t.shape[1:] for t in feats.tokens] == [
-        (112 * 112, 16), (56 * 56, 24), (28 * 28, 40), (14 * 14, 80), (14 * 14, 112), (7 * 7, 192), (7 * 7, 320),
+        (112 * 112, 16),
+        (56 * 56, 24),
+        (28 * 28, 40),
+        (14 * 14, 80),
+        (14 * 14, 112),
+        (7 * 7, 192),
+        (7 * 7, 320),
     ]
     # the embedding is what the classifier reads: fc(embedding) == the network's logits
     assert torch.allclose(encoder.network._fc(feats.embedding), logits, atol=1e-5)

@@ -40,8 +40,7 @@ def hooked_clip(visual, images: torch.Tensor, blocks: list[int]) -> tuple[list[t
     """Independent reference: block outputs (1-based numbers) via forward hooks, and the image embedding."""
     outputs = {}
     handles = [
-        visual.transformer.resblocks[b - 1].register_forward_hook(lambda _m, _i, out, b=b: outputs.__setitem__(b, out))
-        for b in blocks
+        visual.transformer.resblocks[b - 1].register_forward_hook(lambda _m, _i, out, b=b: outputs.__setitem__(b, out)) for b in blocks
     ]
     with torch.no_grad():
         embedding = visual((images - CLIP_MEAN) / CLIP_STD)
@@ -212,9 +211,21 @@ def test_default_openai_weights_offline_name_the_file_and_flag():
     "kwargs, error, message",
     [
         ({"pretrained": "/no/such/clip.pt"}, WeightsError, "ml-clipsim weights file /no/such/clip.pt does not exist; check the path"),
-        ({"model": "ViT-X-99"}, ConfigError, "unknown open_clip model 'ViT-X-99'; e.g. ViT-B-32, ViT-B-16, ViT-L-14, ViT-B-16-SigLIP (open_clip.list_models() lists all), or timm:<name> for a timm ViT"),
-        ({"resize_mode": "crop", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG}, ConfigError, "unknown resize_mode 'crop'; use one of resize, tiles, none"),
-        ({"resize_mode": "none", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG}, ConfigError, "resize_mode 'none' needs an encoder that accepts any size; this one takes (32, 32): use 'resize' or 'tiles'"),
+        (
+            {"model": "ViT-X-99"},
+            ConfigError,
+            "unknown open_clip model 'ViT-X-99'; e.g. ViT-B-32, ViT-B-16, ViT-L-14, ViT-B-16-SigLIP (open_clip.list_models() lists all), or timm:<name> for a timm ViT",
+        ),
+        (
+            {"resize_mode": "crop", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG},
+            ConfigError,
+            "unknown resize_mode 'crop'; use one of resize, tiles, none",
+        ),
+        (
+            {"resize_mode": "none", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG},
+            ConfigError,
+            "resize_mode 'none' needs an encoder that accepts any size; this one takes (32, 32): use 'resize' or 'tiles'",
+        ),
     ],
 )
 def test_bad_configuration_messages(kwargs, error, message):
@@ -253,7 +264,11 @@ def test_timm_vit_matches_hooks_on_its_blocks(pair):
 
     (ax, bx), gx = features(x)
     (ay, by), gy = features(y)
-    terms = [F.cosine_similarity(ax, ay, dim=-1).mean(-1), F.cosine_similarity(bx, by, dim=-1).mean(-1), F.cosine_similarity(gx, gy, dim=-1)]
+    terms = [
+        F.cosine_similarity(ax, ay, dim=-1).mean(-1),
+        F.cosine_similarity(bx, by, dim=-1).mean(-1),
+        F.cosine_similarity(gx, gy, dim=-1),
+    ]
     with torch.no_grad():
         assert torch.allclose(sim.score(y, x), torch.stack(terms, -1).mean(-1), atol=1e-5)
         assert (sim.score(x, x) - 1).abs().max() <= 1e-6
@@ -269,7 +284,9 @@ def test_timm_offline_and_unknown_tag_messages():
     )
     with pytest.raises(ConfigError) as err:
         create_distortion("ml-clipsim", model="timm:vit_base_patch16_224")  # default tag 'openai' is no timm tag of it
-    assert str(err.value).startswith("unknown pretrained tag 'openai' for timm model vit_base_patch16_224; known tags: augreg2_in21k_ft_in1k,")
+    assert str(err.value).startswith(
+        "unknown pretrained tag 'openai' for timm model vit_base_patch16_224; known tags: augreg2_in21k_ft_in1k,"
+    )
 
 
 def test_encoder_stays_frozen_and_out_of_a_codec_modules_checkpoint():

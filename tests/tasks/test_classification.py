@@ -11,7 +11,7 @@ from torch import nn
 from mocodec.errors import ConfigError, UnknownNameError, WeightsError
 from mocodec.tasks import TASKS, create_task
 from mocodec.tasks.base import Sample
-from mocodec.tasks.classification import Classifier, ClassificationTask, Preprocessing, classification_records
+from mocodec.tasks.classification import ClassificationTask, Classifier, Preprocessing, classification_records
 from mocodec.weights import file_digest
 
 IDENTITY = Preprocessing(8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), crop_pct=1.0)
@@ -31,17 +31,42 @@ def test_records_and_summary_by_hand():
     records = classification_records(lo, ld, [1, None, 4])
     kl = sum(p * math.log(p / q) for p, q in zip(P_ORIGINAL, P_DECODED))
     # image 0: pred flips 0 -> 1 (the label); top-5 sets {0,1,2,3,4} and {0,1,2,3,5} share 4
-    assert records[0] == {"label": 1, "pred_original": 0, "pred": 1, "agreement": False, "top1": True, "top5": True,
-                          "top1_original": False, "kl": pytest.approx(kl, abs=1e-12), "top5_overlap": 0.8, "confidence": pytest.approx(0.40)}
+    assert records[0] == {
+        "label": 1,
+        "pred_original": 0,
+        "pred": 1,
+        "agreement": False,
+        "top1": True,
+        "top5": True,
+        "top1_original": False,
+        "kl": pytest.approx(kl, abs=1e-12),
+        "top5_overlap": 0.8,
+        "confidence": pytest.approx(0.40),
+    }
     # image 1: decoded == original, no label
-    assert records[1] == {"label": None, "pred_original": 0, "pred": 0, "agreement": True, "top1": None, "top5": None,
-                          "top1_original": None, "kl": 0.0, "top5_overlap": 1.0, "confidence": pytest.approx(0.40)}
+    assert records[1] == {
+        "label": None,
+        "pred_original": 0,
+        "pred": 0,
+        "agreement": True,
+        "top1": None,
+        "top5": None,
+        "top1_original": None,
+        "kl": 0.0,
+        "top5_overlap": 1.0,
+        "confidence": pytest.approx(0.40),
+    }
     # image 2: label 4 dropped out of the decoded top 5 (class 5 took its place)
     assert (records[2]["top1"], records[2]["top5"], records[2]["top1_original"]) == (False, False, False)
     task = ClassificationTask(Classifier(MeanColour(), IDENTITY))
     assert task.summarize(records) == {
-        "top1": 0.5, "top5": 0.5, "agreement": pytest.approx(1 / 3), "kl": pytest.approx(2 * kl / 3, abs=1e-12),
-        "top5-overlap": pytest.approx((0.8 + 1.0 + 0.8) / 3), "top1-original": 0.0, "confidence": pytest.approx(0.40),
+        "top1": 0.5,
+        "top5": 0.5,
+        "agreement": pytest.approx(1 / 3),
+        "kl": pytest.approx(2 * kl / 3, abs=1e-12),
+        "top5-overlap": pytest.approx((0.8 + 1.0 + 0.8) / 3),
+        "top1-original": 0.0,
+        "confidence": pytest.approx(0.40),
     }
     assert set(task.summarize(records)) == {m.name for m in task.metrics}
 
@@ -117,11 +142,17 @@ def test_local_weights_file(tmp_path, photo_crop):
 
 def test_offline_pretrained_is_one_clear_line():
     # conftest sets HF_HUB_OFFLINE=1 and an empty TORCH_HOME
-    with pytest.raises(WeightsError, match=r"^cannot download weights of timm model test_efficientnet.r160_in1k "
-                                           r"\(HF_HUB_OFFLINE is set\); download .* and pass the file as --weights PATH$"):
+    with pytest.raises(
+        WeightsError,
+        match=r"^cannot download weights of timm model test_efficientnet.r160_in1k "
+        r"\(HF_HUB_OFFLINE is set\); download .* and pass the file as --weights PATH$",
+    ):
         create_task("classification", model="test_efficientnet")
-    with pytest.raises(WeightsError, match=r"^cannot download torchvision resnet18 weights from https://download.pytorch.org/models/"
-                                           r"resnet18-f37072fd.pth \(.*\); place that file at .*/checkpoints/resnet18-f37072fd.pth, or pass --weights PATH$"):
+    with pytest.raises(
+        WeightsError,
+        match=r"^cannot download torchvision resnet18 weights from https://download.pytorch.org/models/"
+        r"resnet18-f37072fd.pth \(.*\); place that file at .*/checkpoints/resnet18-f37072fd.pth, or pass --weights PATH$",
+    ):
         create_task("classification", model="torchvision:resnet18")
 
 
@@ -143,8 +174,10 @@ def test_labels_outside_the_model_classes(tmp_path):
     task = ClassificationTask(Classifier(MeanColour(), IDENTITY))
     with pytest.raises(ConfigError) as err:
         task.check_labels([0, 3, 999], where="val/")
-    assert str(err.value) == ("labels of val/ go up to 999 but the model has 4 classes; use a model trained on these classes "
-                              "(ImageNet-1k for ImageNet) or --dataset-option layout=unlabeled")
+    assert str(err.value) == (
+        "labels of val/ go up to 999 but the model has 4 classes; use a model trained on these classes "
+        "(ImageNet-1k for ImageNet) or --dataset-option layout=unlabeled"
+    )
     (tmp_path / "n15075141").mkdir()  # class 999 of ImageNet
     from PIL import Image
 

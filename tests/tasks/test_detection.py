@@ -27,7 +27,11 @@ MAP_CASES = {
     # Ranked: hit (precision 1, recall 1/2), then a false positive: precision 1 up to recall 0.5,
     # nothing beyond, so 51 of the 101 thresholds (0.00 ... 0.50) score 1: AP = 51/101 at every IoU.
     "one hit, one miss, one false positive": (
-        [[[*BOX, 0, 0], [*FAR, 0, 0]]], [[[*BOX, 0.9, 0], [400, 400, 30, 30, 0.8, 0]]], 51 / 101, 51 / 101),
+        [[[*BOX, 0, 0], [*FAR, 0, 0]]],
+        [[[*BOX, 0.9, 0], [400, 400, 30, 30, 0.8, 0]]],
+        51 / 101,
+        51 / 101,
+    ),
     # IoU of a 100 x 78 box inside the 100 x 100 label = 0.78: a hit at IoU 0.50 ... 0.75 (6 of 10 thresholds).
     "IoU 0.78": ([[[*BOX, 0, 0]]], [[[0, 0, 100, 78, 0.9, 0]]], 0.6, 1.0),
     # A detection on an ignored region (COCO crowd, VOC difficult) is neither a hit nor a false positive ...
@@ -81,8 +85,16 @@ def photos() -> torch.Tensor:
 
 
 def test_registry_entry_builds_offline_and_finds_boxes(task, photos):
-    assert task.identity() == {"name": "detection", "model": "yolo11n", "weights": "random", "conf": 1e-9, "iou": 0.7,
-                               "max_det": 5, "imgsz": 64, "agreement_conf": 0.0}
+    assert task.identity() == {
+        "name": "detection",
+        "model": "yolo11n",
+        "weights": "random",
+        "conf": 1e-9,
+        "iou": 0.7,
+        "max_det": 5,
+        "imgsz": 64,
+        "agreement_conf": 0.0,
+    }
     assert task.detector.names[:3] == ("person", "bicycle", "car")  # COCO's names replace the yaml's placeholders
     records = task.evaluate(photos, photos, [None, None])
     assert len(records) == 2 and all(len(r["detections"]) == 5 for r in records)
@@ -109,8 +121,10 @@ def test_summarize_scores_labels_with_the_detector_class_indices(task, photos):
     assert (summary["map"], summary["map50"]) == expected
     with pytest.raises(ConfigError) as err:
         task.evaluate(photos[:1], photos[:1], [(ObjectBox((0, 0, 1, 1), "unicorn"),)])
-    assert str(err.value) == ("class(es) unicorn of the dataset are not among the detector's 80 classes "
-                              "(person, bicycle, car, motorcycle, ...); rename them in the annotations or use a detector trained on them")
+    assert str(err.value) == (
+        "class(es) unicorn of the dataset are not among the detector's 80 classes "
+        "(person, bicycle, car, motorcycle, ...); rename them in the annotations or use a detector trained on them"
+    )
 
 
 def write_coco(root: Path, classes=("person", "cat")) -> Path:
@@ -122,8 +136,10 @@ def write_coco(root: Path, classes=("person", "cat")) -> Path:
     Image.fromarray(skimage.data.chelsea()[:96, :128]).save(root / "val2017" / "b.png")
     doc = {
         "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}, {"id": 3, "file_name": "gone.png"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 5, 100, 90], "iscrowd": 0},
-                        {"id": 2, "image_id": 2, "category_id": 17, "bbox": [0, 0, 128, 96], "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 5, 100, 90], "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 17, "bbox": [0, 0, 128, 96], "iscrowd": 0},
+        ],
         "categories": [{"id": 1, "name": classes[0]}, {"id": 17, "name": classes[1]}],
     }
     (root / "annotations").mkdir()
@@ -140,16 +156,24 @@ def test_dataset_recognises_coco_voc_and_plain_folders(task, tmp_path):
     assert [(s.id, s.target) for s in plain] == [("a.png", None), ("b.png", None)]
     with pytest.raises(ConfigError, match="unknown detection layout 'yolo'; use one of auto, coco, voc, unlabeled"):
         task.dataset(coco, layout="yolo")
-    with pytest.raises(ConfigError, match=r"class\(es\) zebra-crossing of the dataset are not among the detector's 80 classes"):
-        with pytest.warns(UserWarning, match="are absent"):
-            task.dataset(write_coco(tmp_path / "other", ("person", "zebra-crossing")))
+    with (
+        pytest.raises(ConfigError, match=r"class\(es\) zebra-crossing of the dataset are not among the detector's 80 classes"),
+        pytest.warns(UserWarning, match="are absent"),
+    ):
+        task.dataset(write_coco(tmp_path / "other", ("person", "zebra-crossing")))
 
 
 def test_default_dataset_is_the_embedded_photos(task, tmp_path, monkeypatch):
     monkeypatch.setenv("MOCODEC_CACHE", str(tmp_path))
     samples = task.dataset()
-    assert [s.id for s in samples] == ["embedded/astronaut", "embedded/chelsea", "embedded/coffee", "embedded/rocket",
-                                       "embedded/stereo_motorcycle", "embedded/clock"]
+    assert [s.id for s in samples] == [
+        "embedded/astronaut",
+        "embedded/chelsea",
+        "embedded/coffee",
+        "embedded/rocket",
+        "embedded/stereo_motorcycle",
+        "embedded/clock",
+    ]
     assert all(s.path.is_file() and s.target is None for s in samples)
 
 
@@ -182,14 +206,19 @@ def test_unknown_damaged_and_missing_detector_weights(tmp_path):
 
 
 def test_torchvision_faster_rcnn_by_name(photos):
-    task = create_task("detection", model="fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, conf=0.0, max_det=3, agreement_conf=0.0)
+    task = create_task(
+        "detection", model="fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, conf=0.0, max_det=3, agreement_conf=0.0
+    )
     assert len(task.detector.names) == 91 and task.detector.names[1] == "person" and task.class_index["cat"] == 17
     records = task.evaluate(photos, photos)
     assert [len(r["detections"]) for r in records] == [3, 3]
     assert task.summarize(records)["agreement"] == 1.0
-    with pytest.raises(WeightsError, match=r"cannot download torchvision fasterrcnn_mobilenet_v3_large_320_fpn weights from "
-                                           r"https://download.pytorch.org/models/fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth "
-                                           r"\(\w+\); place that file at .*, or pass --weights PATH"):
+    with pytest.raises(
+        WeightsError,
+        match=r"cannot download torchvision fasterrcnn_mobilenet_v3_large_320_fpn weights from "
+        r"https://download.pytorch.org/models/fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth "
+        r"\(\w+\); place that file at .*, or pass --weights PATH",
+    ):
         create_task("detection", model="fasterrcnn_mobilenet_v3_large_320_fpn")
 
 
@@ -222,12 +251,44 @@ def test_eval_task_sweep_runs_detection_end_to_end(task, tmp_path):
 def test_eval_task_cli_with_a_random_yolo(cli, tmp_path):
     coco = write_coco(tmp_path / "coco")
     out = tmp_path / "r.json"
-    run = cli("eval-task", "--task", "detection", "--model", "yolo11n", "--random-init", "--task-option", "imgsz=64",
-              "--task-option", "conf=1e-9", "--task-option", "max_det=5", "--task-option", "agreement_conf=0",
-              "--codecs", "jpeg", "--qualities", "jpeg=50",
-              "--dataset", str(coco), "--out", str(out))
+    run = cli(
+        "eval-task",
+        "--task",
+        "detection",
+        "--model",
+        "yolo11n",
+        "--random-init",
+        "--task-option",
+        "imgsz=64",
+        "--task-option",
+        "conf=1e-9",
+        "--task-option",
+        "max_det=5",
+        "--task-option",
+        "agreement_conf=0",
+        "--codecs",
+        "jpeg",
+        "--qualities",
+        "jpeg=50",
+        "--dataset",
+        str(coco),
+        "--out",
+        str(out),
+    )
     assert run.returncode == 0, run.stderr
     header = next(line for line in run.stdout.splitlines() if line.split()[:2] == ["point", "quality"])
-    assert header.split() == ["point", "quality", "bpp", "psnr-rgb", "ms-ssim", "map", "map50", "agreement", "agreement50", "reference-boxes",
-                              "encoding_time", "decoding_time"]
+    assert header.split() == [
+        "point",
+        "quality",
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim",
+        "map",
+        "map50",
+        "agreement",
+        "agreement50",
+        "reference-boxes",
+        "encoding_time",
+        "decoding_time",
+    ]
     assert json.loads(out.read_text())["entries"][0]["results"]["quality"] == [50]

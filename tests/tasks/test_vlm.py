@@ -23,18 +23,37 @@ POPE_Q = Question("1", "Is there a dog in the image?", (), "no", "random")
 
 
 def test_prompt_templates_are_llava_evaluation_prompts():
-    assert prompt(SEED_Q) == ("How many towels are in the image?\nA. One\nB. Two\nC. Three\nD. Four\n"
-                              "Answer with the option's letter from the given choices directly.")
+    assert prompt(SEED_Q) == (
+        "How many towels are in the image?\nA. One\nB. Two\nC. Three\nD. Four\n"
+        "Answer with the option's letter from the given choices directly."
+    )
     assert prompt(POPE_Q) == "Is there a dog in the image?\nAnswer the question using a single word or phrase."
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("B", "B"), ("B.", "B"), (" (C) ", "C"), ("D) Four", "D"), ("**A**", "A"), ("A: One", "A"),
-    ("A towel", "A"),  # a leading capital letter and a space read as that option (lmms-eval's first-letter rule)
-    ("The answer is C.", "C"), ("answer: (D)", "D"), ("The correct option is B", "B"), ("Answer:B", "B"),
-    ("Two.", "B"), ("three", "C"),  # the text of a choice names it
-    ("Bananas", None), ("the answer is a dog", None), ("E", None), ("b", None), ("", None), ("I cannot tell", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("B", "B"),
+        ("B.", "B"),
+        (" (C) ", "C"),
+        ("D) Four", "D"),
+        ("**A**", "A"),
+        ("A: One", "A"),
+        ("A towel", "A"),  # a leading capital letter and a space read as that option (lmms-eval's first-letter rule)
+        ("The answer is C.", "C"),
+        ("answer: (D)", "D"),
+        ("The correct option is B", "B"),
+        ("Answer:B", "B"),
+        ("Two.", "B"),
+        ("three", "C"),  # the text of a choice names it
+        ("Bananas", None),
+        ("the answer is a dog", None),
+        ("E", None),
+        ("b", None),
+        ("", None),
+        ("I cannot tell", None),
+    ],
+)
 def test_parse_choice(text, expected):
     assert parse_choice(text, "ABCD", SEED_Q.choices) == expected
 
@@ -52,9 +71,16 @@ def pope_reference_reading(text: str) -> str:
 
 
 YES_NO_CASES = [
-    ("Yes", "yes"), ("No", "no"), ("yes.", "yes"), ("No.", "no"), ("Yes, there is a dog in the image.", "yes"),
-    ("No, there is no dog.", "no"), ("There is not a dog in the image.", "no"), ("Yes. No.", "yes"),
-    ("no", "no"), ("yes, but it is not a real one", "no"),  # POPE reads no/not anywhere in the first sentence
+    ("Yes", "yes"),
+    ("No", "no"),
+    ("yes.", "yes"),
+    ("No.", "no"),
+    ("Yes, there is a dog in the image.", "yes"),
+    ("No, there is no dog.", "no"),
+    ("There is not a dog in the image.", "no"),
+    ("Yes. No.", "yes"),
+    ("no", "no"),
+    ("yes, but it is not a real one", "no"),  # POPE reads no/not anywhere in the first sentence
 ]
 
 
@@ -63,10 +89,16 @@ def test_parse_yes_no_agrees_with_popes_reference_scorer(text, expected):
     assert parse_yes_no(text) == expected == pope_reference_reading(text)
 
 
-@pytest.mark.parametrize("text, expected, reference", [
-    ("NO!", "no", "yes"), ("No!", "no", "yes"),  # case and punctuation variants the reference misses
-    ("I think so", None, "yes"), ("A dog", None, "yes"), ("", None, "yes"),  # unparseable: scored "yes" like the reference
-])
+@pytest.mark.parametrize(
+    "text, expected, reference",
+    [
+        ("NO!", "no", "yes"),
+        ("No!", "no", "yes"),  # case and punctuation variants the reference misses
+        ("I think so", None, "yes"),
+        ("A dog", None, "yes"),
+        ("", None, "yes"),  # unparseable: scored "yes" like the reference
+    ],
+)
 def test_parse_yes_no_variants_and_unparseable_answers(text, expected, reference):
     assert parse_yes_no(text) == expected
     assert pope_reference_reading(text) == reference
@@ -99,9 +131,9 @@ def test_summarize_against_hand_computed_values(vlm_task):
     seed_scene = Question("8", "What is the scene?", ("Beach", "Kitchen", "Street", "Forest"), "C", "Scene Understanding")
     pope_cat = Question("2", "Is there a cat in the image?", (), "yes", "random")
     records = [
-        {"questions": [row(SEED_Q, "B", "B"), row(seed_scene, "C", "I am not sure")]},   # right; unparseable (wrong)
+        {"questions": [row(SEED_Q, "B", "B"), row(seed_scene, "C", "I am not sure")]},  # right; unparseable (wrong)
         {"questions": [row(POPE_Q, "No.", "Yes"), row(pope_cat, "Yes", "yes, a cat.")]},  # FP; TP
-        {"questions": [row(POPE_Q, "no", "maybe")]},                                      # unparseable -> "yes": FP
+        {"questions": [row(POPE_Q, "no", "maybe")]},  # unparseable -> "yes": FP
     ]
     summary = vlm_task.summarize(records)
     # decoded: SEED 1/2 right, POPE: predictions yes, yes, yes vs labels no, yes, no -> TP 1, FP 2.
@@ -245,12 +277,25 @@ def write_pope(root: Path) -> Path:
 
 def write_seed(root: Path) -> Path:
     """SEED-Bench.json with questions of two dimensions on one image, and one on an absent image."""
-    def question(qid, data_id, type_id):
-        return {"question_id": qid, "data_id": data_id, "data_type": "image", "question": "Which?", "answer": "A",
-                "choice_a": "a", "choice_b": "b", "choice_c": "c", "choice_d": "d", "question_type_id": type_id}
 
-    doc = {"questions": [question("1", "x.jpg", 5), question("2", "x.jpg", 1), question("3", "gone.jpg", 2)],
-           "question_type": {"Scene Understanding": 1, "Instance Identity": 2, "Instances Counting": 5}}
+    def question(qid, data_id, type_id):
+        return {
+            "question_id": qid,
+            "data_id": data_id,
+            "data_type": "image",
+            "question": "Which?",
+            "answer": "A",
+            "choice_a": "a",
+            "choice_b": "b",
+            "choice_c": "c",
+            "choice_d": "d",
+            "question_type_id": type_id,
+        }
+
+    doc = {
+        "questions": [question("1", "x.jpg", 5), question("2", "x.jpg", 1), question("3", "gone.jpg", 2)],
+        "question_type": {"Scene Understanding": 1, "Instance Identity": 2, "Instances Counting": 5},
+    }
     (root / "SEED-Bench-image").mkdir(parents=True)
     Image.new("RGB", (40, 30)).save(root / "SEED-Bench-image" / "x.jpg")
     (root / "SEED-Bench.json").write_text(json.dumps(doc))
@@ -261,18 +306,36 @@ def test_dataset_reads_the_benchmark_and_sets_its_metrics(vlm_task, tmp_path, mo
     pope = write_pope(tmp_path / "pope")
     samples = vlm_task.dataset(pope, split="popular")
     assert [(s.id, len(s.target)) for s in samples] == [("COCO_val2014_000000000001", 2), ("COCO_val2014_000000000002", 1)]
-    assert tuple(m.name for m in vlm_task.metrics) == ("accuracy", "agreement", "f1", "precision", "recall", "yes-ratio", "unparseable", "accuracy-original", "f1-original")
+    assert tuple(m.name for m in vlm_task.metrics) == (
+        "accuracy",
+        "agreement",
+        "f1",
+        "precision",
+        "recall",
+        "yes-ratio",
+        "unparseable",
+        "accuracy-original",
+        "f1-original",
+    )
     assert [s.id for s in vlm_task.dataset(pope / "coco_pope_popular.json")] == [s.id for s in samples]  # the file itself
     with pytest.warns(UserWarning, match=r"1 labelled image\(s\) are absent"):
         vlm_task.dataset(write_seed(tmp_path / "seed"))
-    assert tuple(m.name for m in vlm_task.metrics) == ("accuracy", "agreement", "unparseable", "accuracy-original",
-                                "accuracy/Instances Counting", "accuracy/Scene Understanding")
+    assert tuple(m.name for m in vlm_task.metrics) == (
+        "accuracy",
+        "agreement",
+        "unparseable",
+        "accuracy-original",
+        "accuracy/Instances Counting",
+        "accuracy/Scene Understanding",
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError) as err:
         vlm_task.dataset(empty)
-    assert str(err.value) == (f"no SEED-Bench.json, coco_pope_<split>.json or images in {empty}; "
-                              "vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images")
+    assert str(err.value) == (
+        f"no SEED-Bench.json, coco_pope_<split>.json or images in {empty}; "
+        "vlm-qa reads SEED-Bench or POPE, or asks label-free questions about images"
+    )
     with pytest.raises(ConfigError, match="unknown VQA benchmark 'mme'; use one of auto, seed-bench, pope"):
         vlm_task.dataset(pope, benchmark="mme")
     monkeypatch.setenv("MOCODEC_CACHE", str(tmp_path / "cache"))
@@ -285,7 +348,10 @@ def test_images_without_questions_get_the_label_free_ones(vlm_task, photos, tmp_
     folder = write_pope(tmp_path / "pope") / "val2014"  # a plain image folder: no question file in it
     samples = vlm_task.dataset(folder)
     assert [s.id for s in samples] == ["COCO_val2014_000000000001.jpg", "COCO_val2014_000000000002.jpg"]
-    assert all(s.target == LABEL_FREE_QUESTIONS for s in samples) and tuple(m.name for m in vlm_task.metrics) == ("agreement", "unparseable")
+    assert all(s.target == LABEL_FREE_QUESTIONS for s in samples) and tuple(m.name for m in vlm_task.metrics) == (
+        "agreement",
+        "unparseable",
+    )
     records = vlm_task.evaluate(photos, photos)  # a sweep without targets asks them too
     assert [q["id"] for q in records[0]["questions"]] == [q.id for q in LABEL_FREE_QUESTIONS]
     summary = vlm_task.summarize(records)
@@ -303,7 +369,11 @@ def test_eval_task_sweep_runs_vlm_qa_end_to_end(vlm_task, tmp_path, monkeypatch)
     evaluate(vlm_task, plan_curves(["jpeg"], ["jpeg=10,90"]), out, write_pope(tmp_path / "pope"), {"split": "popular"})
     doc = json.loads(out.read_text())
     entry = doc["entries"][0]
-    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == ["psnr-rgb", "ms-ssim", *(m.name for m in vlm_task.metrics)]
+    assert doc["dataset"]["options"] == {"split": "popular"} and list(doc["metrics"]) == [
+        "psnr-rgb",
+        "ms-ssim",
+        *(m.name for m in vlm_task.metrics),
+    ]
     assert entry["results"]["quality"] == [10, 90] and entry["results"]["num_images"] == [2, 2]
     # Two images of different sizes judged one at a time: originals + q10 first, then q90 only.
     assert asked == [2 + 2, 2, 1 + 1, 1]

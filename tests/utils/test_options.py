@@ -35,7 +35,9 @@ def test_check_options_names_the_first_unknown_and_the_accepted_ones():
 
 
 def test_parse_key_values_reads_yaml_scalars():
-    values = parse_key_values(["batch_size=64", "half=true", "conf=0.25", "name=yolo11n", "labels=", " agreement-conf = 0"], "--task-option")
+    values = parse_key_values(
+        ["batch_size=64", "half=true", "conf=0.25", "name=yolo11n", "labels=", " agreement-conf = 0"], "--task-option"
+    )
     assert values == {"batch_size": 64, "half": True, "conf": 0.25, "name": "yolo11n", "labels": None, "agreement_conf": 0}
     assert parse_key_values(["conf=1e-9"], "--task-option") == {"conf": "1e-9"}  # YAML 1.1: no dot, no float; tasks convert numbers
 

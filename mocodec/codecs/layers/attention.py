@@ -58,8 +58,10 @@ def _projection(dim: int) -> nn.Sequential:
 def _conv_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
     """Pointwise MLP with a depthwise 3x3 convolution between its layers."""
     return nn.Sequential(
-        nn.Conv2d(dim, hidden, 1), nn.GELU(),
-        nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden), nn.GELU(),
+        nn.Conv2d(dim, hidden, 1),
+        nn.GELU(),
+        nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden),
+        nn.GELU(),
         nn.Conv2d(hidden, out, 1),
     )
 
