@@ -117,7 +117,36 @@ class MocodecCLI(LightningCLI):
             kwargs["logger"] = default_loggers(Path(trainer.get("default_root_dir") or "."), self.resume_wandb_id)
         if not trainer.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        kwargs["precision"] = effective_precision(trainer.get("precision"), trainer.get("accelerator", "auto"))
         return super().instantiate_trainer(**kwargs)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX, through oneDNN)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def effective_precision(precision: Any, accelerator: Any) -> Any:
+    """``precision``, or ``"32-true"`` where ``bf16-mixed`` would run on a CPU without native bfloat16.
+
+    Why: without AVX512-BF16/AMX, PyTorch falls back to a generic bf16 convolution, measured
+    10-16x *slower* per training step than float32 on an AMD EPYC (Zen 2, see BENCHMARKS.md),
+    so a recipe written for a bf16 CPU (``fast_cpu.yaml``) or a GPU would crawl. Float32 trains
+    the same model (bf16-mixed keeps parameters and optimiser state in float32 anyway).
+    """
+    import torch
+
+    on_cpu = str(accelerator) == "cpu" or (str(accelerator) == "auto" and not torch.cuda.is_available())
+    if str(precision) in ("bf16-mixed", "bf16") and on_cpu and not cpu_has_native_bf16():
+        warnings.warn(
+            f"trainer.precision {precision}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 runs "
+            "about 10x slower than float32; training in 32-true instead",
+            stacklevel=2,
+        )
+        return "32-true"
+    return precision
 
 
 def _one_line(exc: BaseException) -> str:

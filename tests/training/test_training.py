@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from mocodec.codecs import CODECS, load_codec
 from mocodec.errors import ConfigError
 from mocodec.losses import DISTORTIONS
 from mocodec.training import TRAINING_STATE_KEY, CodecModule, coding_ready_state, run_cli, split_parameters
+from mocodec.training import cli as train_cli
 from mocodec.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -388,3 +390,23 @@ def test_channels_last_computes_the_same_codec_and_saves_plain_checkpoints(tmp_p
     trained = dict(module.codec.named_parameters())
     assert codec.entropy_tables_ready()  # the quantiles are the checkpoint's bisected ones, the weights the trained ones
     assert all(torch.equal(p, trained[name]) for name, p in codec.named_parameters() if not name.endswith("quantiles"))
+
+
+@pytest.mark.parametrize(
+    ("precision", "accelerator", "native_bf16", "expected"),
+    [
+        ("bf16-mixed", "cpu", False, "32-true"),  # the generic bf16 kernels: ~10x slower than fp32
+        ("bf16-mixed", "auto", False, "32-true"),  # "auto" on a machine without CUDA is the CPU
+        ("bf16-mixed", "cpu", True, "bf16-mixed"),  # AVX512-BF16 / AMX: bf16 is the fast path
+        ("32-true", "cpu", False, "32-true"),
+        ("bf16-mixed", "gpu", False, "bf16-mixed"),  # GPUs are not this CPU's business
+    ],
+)
+def test_bf16_mixed_falls_back_to_fp32_only_on_cpus_without_native_bf16(monkeypatch, precision, accelerator, native_bf16, expected):
+    monkeypatch.setattr(train_cli, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_cli.effective_precision(precision, accelerator) == expected
+    fell_back = [w for w in caught if "no native bfloat16" in str(w.message)]
+    assert len(fell_back) == (expected != precision)
