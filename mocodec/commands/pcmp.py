@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft", choices=("kl", "cosine"), default="kl", help="soft consistency deciding a vote when top-1 does not")
     parser.add_argument("--tie-tolerance", type=float, default=1e-6, help="soft values closer than this tie (half a vote each)")
     parser.add_argument("--force", action="store_true", help="delete a previous build in OUT and start again")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="build references in this many processes (e.g. the number of cores; default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -54,7 +57,17 @@ def run(args: argparse.Namespace) -> None:
     settings = BuildSettings(args.tolerance, args.seed, args.max_pairs, args.max_size, VoteRule(args.soft, args.tie_tolerance))
     families = [create_family(spec) for spec in args.distortions or DEFAULT_FAMILIES]
     voters = [create_voter(spec) for spec in args.voters]
-    summary = build_pcmp(args.references, args.out, families, voters, settings, subset=args.subset, force=args.force, progress=progress_bar)
+    summary = build_pcmp(
+        args.references,
+        args.out,
+        families,
+        voters,
+        settings,
+        subset=args.subset,
+        force=args.force,
+        progress=progress_bar,
+        workers=args.workers,
+    )
     print(f"{args.out}: {summary['pairs']} pairs of {summary['images']} distorted images of {summary['references']} references")
     print("pairs per PSNR tolerance: " + ", ".join(f"{t} dB: {n}" for t, n in summary["pairs_per_tolerance"].items()))
     for name, stats in summary["voters"].items():

@@ -48,10 +48,12 @@ from mocodec.iqa.pairs import REPORT_TOLERANCES, matched_pairs, orient_and_sampl
 from mocodec.iqa.pcmp_files import VOTE_PREFIX, read_pcmp_manifest, resolve_voters
 from mocodec.iqa.voting import Voter, VoteRule, consistency, soft_label
 from mocodec.losses.mse import psnr
+from mocodec.utils.workers import run_in_workers
 
 FORMAT, VERSION = "mocodec-pcmp", 1
 MANIFEST_COLUMNS = ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")
 VOTER_BATCH = 8  # distorted images held in memory and judged together
+WORKER_CHUNK = 4  # references per call to a worker process (see _build_in_workers)
 Progress = Callable[[Iterable, int, str], Iterable]
 
 
@@ -163,11 +165,19 @@ def build_pcmp(
     subset: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Build (or resume) a PCMP dataset in ``out`` from the images under ``references``; returns pcmp.json's content.
 
     ``subset``: ``"I/N"`` keeps every N-th reference, starting at the I-th, of the references
     sorted by id (the build's config lists the ones kept), e.g. a quarter of a large folder.
+    ``workers``: references built in that many spawned processes, each with its share of the
+    CPU threads (:func:`mocodec.utils.workers.run_in_workers`): most of a reference's work
+    (encoders, the learned codec's entropy coding, PNG writing) runs on one core, so on a
+    2-core machine two processes keep both busy. Every random draw is seeded per reference,
+    so the files are those of a one-process build; only the voters' floating-point sums may
+    round differently with other thread counts (votes differ only where soft values tie
+    within rounding, i.e. never in practice; the test compares the two builds).
     """
     references, out = Path(references), Path(out)
     paths = find_references(references)
@@ -180,20 +190,12 @@ def build_pcmp(
     _prepare_output(out, config, force)
     if (out / "pcmp.json").is_file():
         return json.loads((out / "pcmp.json").read_text())
-    items: Iterable = list(zip(ids, paths))
-    if progress is not None:
-        items = progress(items, len(ids), "pcmp references")
-    skipped = []
-    for rid, path in items:
-        if (out / "records" / f"{rid}.json").is_file():
-            continue
-        try:
-            x, _ = read_image(path)
-        except ImageReadError as exc:
-            skipped.append({"reference": str(path), "why": str(exc)})
-            continue
-        record = _build_reference(rid, x, out, families, voters, settings)
-        atomic_write_json(out / "records" / f"{rid}.json", record)
+    pending = [(rid, path) for rid, path in zip(ids, paths) if not (out / "records" / f"{rid}.json").is_file()]
+    if workers <= 1 or len(pending) <= 1:
+        items: Iterable = pending if progress is None else progress(pending, len(pending), "pcmp references")
+        skipped = _build_references(items, out, families, voters, settings)
+    else:
+        skipped = _build_in_workers(pending, out, families, voters, settings, workers, progress)
     records = [json.loads(p.read_text()) for rid in ids if (p := out / "records" / f"{rid}.json").is_file()]
     if not records:
         raise ConfigError(f"none of the {len(ids)} reference images under {references} could be read")
@@ -201,6 +203,53 @@ def build_pcmp(
     summary = _summary(records, config, settings, skipped)
     atomic_write_json(out / "pcmp.json", summary)
     return summary
+
+
+def _build_references(
+    items: Iterable[tuple[str, Path]], out: Path, families: Sequence[DistortionFamily], voters: Sequence[Voter], settings: BuildSettings
+) -> list[dict[str, str]]:
+    """Build and record each reference of ``items``; the unreadable ones, with why, are returned (and skipped)."""
+    skipped = []
+    for rid, path in items:
+        try:
+            x, _ = read_image(path)
+        except ImageReadError as exc:
+            skipped.append({"reference": str(path), "why": str(exc)})
+            continue
+        record = _build_reference(rid, x, out, families, voters, settings)
+        atomic_write_json(out / "records" / f"{rid}.json", record)
+    return skipped
+
+
+def _build_in_workers(
+    pending: Sequence[tuple[str, Path]],
+    out: Path,
+    families: Sequence[DistortionFamily],
+    voters: Sequence[Voter],
+    settings: BuildSettings,
+    workers: int,
+    progress: Progress | None,
+) -> list[dict[str, str]]:
+    # A call builds a few references, so the voters' and codecs' weights are sent to a worker
+    # once per chunk (well under 1 % of its time) and the progress bar still moves often.
+    chunks = [list(pending[i : i + WORKER_CHUNK]) for i in range(0, len(pending), WORKER_CHUNK)]
+    bar = iter(range(len(pending)) if progress is None else progress(range(len(pending)), len(pending), "pcmp references"))
+
+    def advance(index: int, _skipped: list) -> None:
+        for _ in chunks[index]:
+            next(bar, None)
+
+    results = run_in_workers(
+        _build_references,
+        [(chunk, out, families, voters, settings) for chunk in chunks],
+        workers,
+        on_done=advance,
+        crashed="a PCMP worker process stopped abruptly (killed, or out of memory?); run the same command again to resume",
+    )
+    for _ in bar:  # close the bar
+        pass
+    order = {str(path): k for k, (_, path) in enumerate(pending)}
+    return sorted((item for chunk in results for item in chunk), key=lambda item: order[item["reference"]])
 
 
 def _build_reference(

@@ -15,6 +15,7 @@ from iqa_helpers import ExplodingVoter
 from mocodec.data.io import read_image
 from mocodec.errors import ConfigError, OutputExistsError
 from mocodec.iqa import load_iqa_dataset
+from mocodec.iqa import pcmp as pcmp_module
 from mocodec.iqa.distortions import create_family
 from mocodec.iqa.pcmp import VOTER_BATCH, BuildSettings, PCMPDataset, build_pcmp
 from mocodec.iqa.pcmp_files import read_pcmp_manifest
@@ -98,6 +99,29 @@ def test_an_interrupted_build_is_not_complete_and_resumes_to_the_same_dataset(tm
     assert str(exc.value) == f"{partial} is not a complete PCMP dataset (no pcmp.json); rerun the same `mocodec pcmp` command to finish it"
     build_pcmp(reference_folder, partial, families(), tiny_voters, SETTINGS)  # resume
     assert (partial / "pairs.csv").read_bytes() == (out / "pairs.csv").read_bytes()
+
+
+def test_a_build_in_worker_processes_writes_the_same_dataset_and_resumes(tmp_path, reference_folder, tiny_voters, built, monkeypatch):
+    out, summary = built
+    monkeypatch.setattr(pcmp_module, "WORKER_CHUNK", 1)  # one reference per call: both workers get work
+    parallel = tmp_path / "parallel"
+    assert build_pcmp(reference_folder, parallel, families(), tiny_voters, SETTINGS, workers=2) == summary
+    for name in ("pairs.csv", "records/crop1.json", "distorted/crop2/jpeg_10.png", "distorted/crop0/gaussian-noise_0.05.png"):
+        assert (parallel / name).read_bytes() == (out / name).read_bytes(), name
+    # A build stopped after its first reference is finished by workers, to the same files.
+    partial = tmp_path / "partial"
+    calls_per_reference = 1 + math.ceil(13 / VOTER_BATCH)
+    with pytest.raises(KeyboardInterrupt):
+        build_pcmp(
+            reference_folder,
+            partial,
+            families(),
+            [ExplodingVoter("proj0", seed=0, after=calls_per_reference + 1), *tiny_voters[1:]],
+            SETTINGS,
+        )
+    build_pcmp(reference_folder, partial, families(), tiny_voters, SETTINGS, workers=2)
+    assert (partial / "pairs.csv").read_bytes() == (out / "pairs.csv").read_bytes()
+    assert json.loads((partial / "pcmp.json").read_text()) == summary
 
 
 def test_refusals(tmp_path, reference_folder, tiny_voters):
