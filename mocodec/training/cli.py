@@ -132,7 +132,7 @@ def effective_precision(precision: Any, accelerator: Any) -> Any:
     """``precision``, or ``"32-true"`` where ``bf16-mixed`` would run on a CPU without native bfloat16.
 
     Why: without AVX512-BF16/AMX, PyTorch falls back to a generic bf16 convolution, measured
-    10-16x *slower* per training step than float32 on an AMD EPYC (Zen 2, see BENCHMARKS.md),
+    9-15x *slower* per training step than float32 on an AMD EPYC (Zen 2, see BENCHMARKS.md),
     so a recipe written for a bf16 CPU (``fast_cpu.yaml``) or a GPU would crawl. Float32 trains
     the same model (bf16-mixed keeps parameters and optimiser state in float32 anyway).
     """
