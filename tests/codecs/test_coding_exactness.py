@@ -142,7 +142,9 @@ def test_mbt2018_codes_compressai_s_bytes_and_floats(kwargs, size, astronaut):
         decoded = codec.decompress(ours["strings"], ours["shape"])["x_hat"]
         expected = reference.decompress(theirs["strings"], theirs["shape"])["x_hat"][..., : size[0], : size[1]]
         assert torch.equal(decoded, expected)
-        assert torch.equal(codec(x)["x_hat"].clamp(0, 1), decoded)  # eval forward runs the same serial pass
+        # Eval forward runs the same serial pass, so it reconstructs the decoder's image. Up to
+        # rounding: on an AVX2-only CPU (AMD Zen 2) the two g_s calls differed by 1e-8 on a 1x1 image.
+        assert torch.allclose(codec(x)["x_hat"].clamp(0, 1), decoded, rtol=0, atol=1e-6)
 
 
 def every_window_attention(module: CheckerboardWindowAttention, anchors: torch.Tensor) -> torch.Tensor:
