@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pickle
 import platform
 import time
 from collections import defaultdict
@@ -168,11 +169,67 @@ def _unbatched(item: _Coded) -> _Coded:
 
 
 def coded_items(stage: CodingStage, workers: int = 0) -> Iterator[_Coded]:
-    """The stage's items in order: in this process (``workers`` 0), or from ``workers`` coding processes."""
+    """The stage's items in order: in this process (``workers`` 0), or from ``workers`` coding processes.
+
+    A coding process that dies (killed, out of memory) ends the iteration with
+    :class:`CodingWorkerStopped`, however the death surfaced here.
+    """
     if workers == 0:
         yield from (stage[i] for i in range(len(stage)))
         return
-    yield from DataLoader(stage, batch_size=None, num_workers=workers, collate_fn=_unbatched, prefetch_factor=4)
+    received = iter(DataLoader(stage, batch_size=None, num_workers=workers, collate_fn=_unbatched, prefetch_factor=4))
+    try:
+        while True:
+            try:
+                item = next(received)
+            except StopIteration:
+                return
+            except Exception as exc:
+                if is_worker_death(exc):
+                    raise CodingWorkerStopped(exc) from None
+                raise  # an error the coding code raised in a worker, re-raised here as itself
+            yield item
+    finally:
+        _stop_workers(received)
+
+
+class CodingWorkerStopped(MocodecError):
+    """A coding process died without a Python exception; the records judged so far are kept."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"a coding worker stopped abruptly ({' '.join(str(cause).split())[:120] or type(cause).__name__}); "
+            "every finished record is saved: rerun the same command to resume"
+        )
+
+
+def is_worker_death(exc: BaseException) -> bool:
+    """Whether ``exc`` is how a DataLoader worker's death reached this process.
+
+    Torch reports it as a RuntimeError (from its SIGCHLD handler or its liveness check),
+    but a worker killed while handing over a tensor breaks the transfer first: the
+    connection is reset or the pickle ends early.
+    """
+    if isinstance(exc, RuntimeError):
+        return "DataLoader worker" in str(exc)
+    return isinstance(exc, (ConnectionError, EOFError, pickle.UnpicklingError))
+
+
+def _stop_workers(received: Iterator[_Coded]) -> None:
+    """Shut the workers down now rather than when the last reference to the iterator goes.
+
+    A traceback can keep the iterator alive, and until it is shut down torch's SIGCHLD
+    handler keeps watching its workers: the death of one would raise a late RuntimeError
+    wherever this process is then, e.g. in the middle of saving the results.
+    """
+    shutdown = getattr(received, "_shutdown_workers", None)  # private, but the only way to stop them now
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    except RuntimeError as exc:  # the handler reporting, once more, the death being handled
+        if not is_worker_death(exc):
+            raise
 
 
 def _chunks(items: Iterable[_Coded], size: int, skipped: list[dict[str, str]]) -> Iterator[list[_Coded]]:
@@ -250,9 +307,8 @@ def run_sweep(
     points = [p for c in curves for p in c.points]
     work = [(s, todo) for s in samples if (todo := [p for p in points if s.id not in results.done(p.curve, p.point)])]
     skipped: list[dict[str, str]] = []
-    items: Iterable[_Coded] = coded_items(CodingStage(work, codecs, results.doc["fidelity"]), workers)
-    if progress is not None:
-        items = progress(items, len(work), f"{task.name}: {len(points)} rate points")
+    coding = coded_items(CodingStage(work, codecs, results.doc["fidelity"]), workers)
+    items: Iterable[_Coded] = coding if progress is None else progress(coding, len(work), f"{task.name}: {len(points)} rate points")
     last_save = time.monotonic()
     try:
         for chunk in _chunks(items, chunk_size, skipped):
@@ -261,14 +317,12 @@ def run_sweep(
             if out is not None and time.monotonic() - last_save > save_interval:
                 _finish(results, task, skipped, out)
                 last_save = time.monotonic()
-    except RuntimeError as exc:  # the DataLoader's word for a worker that died (raised wherever this process is then)
-        if not (workers and "DataLoader worker" in str(exc)):
+    except RuntimeError as exc:  # torch's SIGCHLD handler raises a worker's death wherever this process is then
+        if not (workers and is_worker_death(exc)):
             raise
-        raise MocodecError(
-            f"a coding worker stopped abruptly ({' '.join(str(exc).split())[:120]}); "
-            "every finished record is saved: rerun the same command to resume"
-        ) from None
+        raise CodingWorkerStopped(exc) from None
     finally:  # an interrupted run keeps every finished record
+        coding.close()  # the workers stop before the save, so that no late report of a death interrupts it
         _finish(results, task, skipped, out)
     return results
 

@@ -466,6 +466,59 @@ def test_coding_workers_give_the_records_of_one_process(tmp_path, images):
             assert [rb[k] for k in floats] == pytest.approx([ra[k] for k in floats], rel=1e-5, abs=1e-6)
 
 
+class _DyingLoader:
+    """A DataLoader (and its iterator) whose worker dies while handing over ``dies_at``, as CI once saw it.
+
+    The transfer breaks first (a reset connection), and torch's SIGCHLD handler reports the
+    death once more while the workers are being shut down.
+    """
+
+    def __init__(self, stage, dies_at):
+        self.stage, self.dies_at, self.next_index, self.shutdowns = stage, dies_at, 0, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.next_index == len(self.stage):
+            raise StopIteration
+        sample, _ = self.stage.work[self.next_index]
+        if sample.id == self.dies_at:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self.next_index += 1
+        return self.stage[self.next_index - 1]
+
+    def _shutdown_workers(self):
+        self.shutdowns += 1
+        raise RuntimeError("DataLoader worker (pid 9949) is killed by signal: Killed.")
+
+
+def test_a_worker_death_that_breaks_a_transfer_is_one_line_and_the_results_are_saved(tmp_path, images, judge, monkeypatch):
+    loaders = []
+    monkeypatch.setattr(sweep, "DataLoader", lambda stage, **kwargs: loaders.append(_DyingLoader(stage, "tile2.png")) or loaders[-1])
+    out = tmp_path / "r.json"
+    with pytest.raises(sweep.MocodecError, match=r"^a coding worker stopped abruptly \(\[Errno 104\] Connection reset by peer\); "):
+        evaluate(judge, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=1, workers=1)
+    assert loaders[0].shutdowns == 1  # stopped before the save, and the late report of the death did not escape
+    kept = {r["id"] for r in json.loads(out.read_text())["entries"][0]["per_image"]}
+    assert kept == {"tile0.png", "tile1.png"}  # broken.png is skipped; everything judged before the death is saved
+
+
+@pytest.mark.parametrize(
+    ("error", "death"),
+    [
+        (RuntimeError("DataLoader worker (pid 12) is killed by signal: Killed."), True),
+        (RuntimeError("DataLoader worker (pid(s) 12) exited unexpectedly"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (EOFError(), True),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+        (ValueError("Caught ValueError in DataLoader worker process 0."), False),  # the coding code's own error
+    ],
+)
+def test_what_counts_as_a_worker_death(error, death):
+    assert sweep.is_worker_death(error) is death
+
+
 def test_a_killed_coding_worker_is_one_line_and_the_rerun_resumes(tmp_path, images, judge, monkeypatch):
     import os
     import signal
