@@ -57,6 +57,7 @@ from mocodec.evaluation.shards import Shard, launch
 from mocodec.tasks import TASKS, task_class
 from mocodec.tasks.base import Sample, Task
 from mocodec.utils.options import check_options
+from mocodec.utils.workers import check_processes
 
 DEFAULT_FIDELITY = ("psnr-rgb", "ms-ssim")
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -286,8 +287,7 @@ def run_sweep(
         raise ConfigError("the dataset holds no samples")
     if chunk_size < 1:
         raise ConfigError(f"chunk size must be >= 1, got {chunk_size}")
-    if workers < 0:
-        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    check_processes(workers, "--workers", minimum=0)
     codecs = codecs if codecs is not None else load_codecs(curves)
     if workers and any(device_of(c).type != "cpu" for c in codecs.values()):
         raise ConfigError(

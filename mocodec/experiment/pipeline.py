@@ -22,11 +22,12 @@ from mocodec.evaluation.sweep import Progress, create_task_from_options
 from mocodec.experiment.analysis import analyse_task, plan_task_curves
 from mocodec.experiment.recipe import RECIPE_VERSION, Recipe, TaskEntry, load_recipe, recipe_data
 from mocodec.experiment.report import log_to_wandb, write_artefacts
-from mocodec.experiment.runs import Log, check_jobs, compared_runs, finished_runs, pretraining_runs, train_runs
+from mocodec.experiment.runs import Log, compared_runs, finished_runs, pretraining_runs, train_runs
 from mocodec.files import atomic_write_json, atomic_write_text
 from mocodec.tasks import task_class
 from mocodec.tasks.base import Task
 from mocodec.utils.provenance import code_version
+from mocodec.utils.workers import check_processes
 
 
 def run_experiment(
@@ -37,7 +38,7 @@ def run_experiment(
     ``command``: the command line that ran it, quoted in the report. ``jobs``: training runs
     at once (:func:`~mocodec.experiment.runs.train_runs`).
     """
-    check_jobs(jobs)
+    check_processes(jobs, "--jobs")
     out = Path(out)
     finished_runs(pretraining_runs(recipe) + compared_runs(recipe), recipe, out)  # refuse stale runs before writing anything
     out.mkdir(parents=True, exist_ok=True)

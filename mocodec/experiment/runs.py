@@ -31,7 +31,7 @@ import mocodec.training as training  # run_cli through the module: tests count i
 from mocodec.errors import ConfigError
 from mocodec.experiment.recipe import CodecEntry, Recipe, TermEntry
 from mocodec.files import atomic_write_json, atomic_write_text
-from mocodec.utils.workers import run_in_workers, threads_per_worker
+from mocodec.utils.workers import check_processes, run_in_workers, threads_per_worker
 from mocodec.weights import load_checkpoint
 
 Log = Callable[[str], None]
@@ -223,7 +223,7 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
     one-job run up to float rounding (thread counts change the order of sums); finished runs
     are reused either way. Progress lines count against all of ``runs``, finished ones included.
     """
-    check_jobs(jobs)
+    check_processes(jobs, "--jobs")
     done = finished_runs(runs, recipe, out)
     pending = [r for r in runs if r.name not in done]
     if jobs == 1 or len(pending) < 2:
@@ -257,12 +257,6 @@ def finished_runs(runs: Sequence[Run], recipe: Recipe, out: Path) -> dict[str, d
     return {r.name: train_run(r, recipe, out) for r in runs if (out / "runs" / r.name / "done.json").is_file()}
 
 
-def check_jobs(jobs: int) -> None:
-    """Refuse a ``--jobs`` that is not a whole number >= 1."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"--jobs must be a whole number >= 1, got {jobs!r}")
-
-
 def train_in_worker(run: Run, recipe: Recipe, out: Path) -> dict[str, Any]:
     """:func:`train_run` in a worker process, its output (Lightning's and torch's too) in the run's ``train.log``."""
     log_path = out / "runs" / run.name / "train.log"
@@ -287,5 +281,4 @@ __all__ = [
     "train_runs",
     "finished_runs",
     "term_shares",
-    "check_jobs",
 ]

@@ -142,7 +142,7 @@ def effective_precision(precision: Any, accelerator: Any) -> Any:
     if str(precision) in ("bf16-mixed", "bf16") and on_cpu and not cpu_has_native_bf16():
         warnings.warn(
             f"trainer.precision {precision}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 runs "
-            "about 10x slower than float32; training in 32-true instead",
+            "9-15x slower than float32 (BENCHMARKS.md); training in 32-true instead",
             stacklevel=2,
         )
         return "32-true"

@@ -17,9 +17,15 @@ from typing import Any, TypeVar
 
 import torch
 
-from mocodec.errors import MocodecError
+from mocodec.errors import ConfigError, MocodecError
 
 T = TypeVar("T")
+
+
+def check_processes(count: Any, option: str, minimum: int = 1) -> None:
+    """Refuse a process count (``--jobs``, ``--workers``) that is not a whole number >= ``minimum``."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < minimum:
+        raise ConfigError(f"{option} must be a whole number >= {minimum}, got {count!r}")
 
 
 def threads_per_worker(workers: int) -> int:

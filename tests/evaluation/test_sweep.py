@@ -519,6 +519,12 @@ def test_what_counts_as_a_worker_death(error, death):
     assert sweep.is_worker_death(error) is death
 
 
+def test_coding_workers_must_be_a_whole_number(tmp_path, images, judge):
+    with pytest.raises(ConfigError, match=r"^--workers must be a whole number >= 0, got -1$"):
+        evaluate(judge, plan_curves(["jpeg"], ["20"]), tmp_path / "r.json", images, workers=-1)
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_a_killed_coding_worker_is_one_line_and_the_rerun_resumes(tmp_path, images, judge, monkeypatch):
     import os
     import signal
