@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -47,8 +48,7 @@ from mocodec.iqa.distortions import DistortionFamily
 from mocodec.iqa.pairs import REPORT_TOLERANCES, matched_pairs, orient_and_sample
 from mocodec.iqa.pcmp_files import VOTE_PREFIX, read_pcmp_manifest, resolve_voters
 from mocodec.iqa.voting import Voter, VoteRule, consistency, soft_label
-from mocodec.losses.mse import psnr
-from mocodec.utils.workers import run_in_workers
+from mocodec.utils.workers import check_processes, run_in_workers
 
 FORMAT, VERSION = "mocodec-pcmp", 1
 MANIFEST_COLUMNS = ("pair_id", "reference", "image_a", "image_b", "type_a", "level_a", "type_b", "level_b", "psnr_a", "psnr_b")
@@ -172,13 +172,15 @@ def build_pcmp(
     ``subset``: ``"I/N"`` keeps every N-th reference, starting at the I-th, of the references
     sorted by id (the build's config lists the ones kept), e.g. a quarter of a large folder.
     ``workers``: references built in that many spawned processes, each with its share of the
-    CPU threads (:func:`mocodec.utils.workers.run_in_workers`): most of a reference's work
-    (encoders, the learned codec's entropy coding, PNG writing) runs on one core, so on a
-    2-core machine two processes keep both busy. Every random draw is seeded per reference,
-    so the files are those of a one-process build; only the voters' floating-point sums may
-    round differently with other thread counts (votes differ only where soft values tie
-    within rounding, i.e. never in practice; the test compares the two builds).
+    CPU threads (:func:`mocodec.utils.workers.run_in_workers`). Each process pays its own
+    start-up (imports, voters), so it pays off with more cores than one process's threads
+    keep busy; on 2 cores one process was as fast (BENCHMARKS.md). Every random draw is
+    seeded per reference and PSNRs are exact (:func:`exact_psnr`), so the images, PSNRs and
+    pairs are those of a one-process build; only the voters' floating-point sums may round
+    differently with other thread counts (votes differ only where soft values tie within
+    rounding, i.e. never in practice; the test compares the two builds).
     """
+    check_processes(workers, "--workers")
     references, out = Path(references), Path(out)
     paths = find_references(references)
     if not families:
@@ -252,6 +254,18 @@ def _build_in_workers(
     return sorted((item for chunk in results for item in chunk), key=lambda item: order[item["reference"]])
 
 
+def exact_psnr(y: Tensor, x: Tensor) -> float:
+    """PSNR in dB of two 8-bit images (values k/255), from their exact integer squared error.
+
+    A float32 mean rounds differently with other thread counts (in the 4th decimal of the dB
+    value), which could move a pair across the matching tolerance: the pairs would depend on
+    how the build was split over processes. Identical images: +inf.
+    """
+    error = y.mul(255).round().to(torch.int64) - x.mul(255).round().to(torch.int64)
+    squared = int(error.square().sum())
+    return math.inf if squared == 0 else 10 * math.log10(255**2 * error.numel() / squared)
+
+
 def _build_reference(
     rid: str, x: Tensor, out: Path, families: Sequence[DistortionFamily], voters: Sequence[Voter], settings: BuildSettings
 ) -> dict[str, Any]:
@@ -277,7 +291,7 @@ def _build_reference(
             y = quantize_8bit(family.distort(x, level, generator))
             rel = f"distorted/{rid}/{_file_name(family.name)}_{level_text}.png"
             write_image(out / rel, y)
-            images.append({"path": rel, "type": family.name, "level": level_text, "psnr": float(psnr(y[None], x[None]))})
+            images.append({"path": rel, "type": family.name, "level": level_text, "psnr": exact_psnr(y, x)})
             pending.append(y)
             if len(pending) == VOTER_BATCH:
                 vote_pending()

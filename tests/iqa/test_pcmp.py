@@ -144,6 +144,10 @@ def test_refusals(tmp_path, reference_folder, tiny_voters):
         build_pcmp(empty, tmp_path / "x", families(), tiny_voters, SETTINGS)
     assert str(exc.value) == f"reference folder {empty} holds no images (.png/.jpg/.webp/...)"
     assert not (tmp_path / "x").exists()
+    for workers in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match=rf"^--workers must be a whole number >= 1, got {workers}$"):
+            build_pcmp(reference_folder, tmp_path / "y", families(), tiny_voters, SETTINGS, workers=workers)
+    assert not (tmp_path / "y").exists()
 
 
 def test_torch_dataset_and_held_out_labels(built):
@@ -167,3 +171,15 @@ def test_torch_dataset_and_held_out_labels(built):
     with pytest.raises(ConfigError) as exc:
         PCMPDataset(out, voters=["resnet50"])
     assert str(exc.value) == f"{out} has no votes of resnet50; its voters are proj0, proj1, proj2"
+
+
+def test_the_matching_psnr_is_exact_on_8_bit_images():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (3, 37, 53), generator=generator).float().div(255)
+    y = (x + torch.randint(-9, 10, x.shape, generator=generator).div(255)).clamp(0, 1).mul(255).round().div(255)
+    squared = int(((y * 255).round() - (x * 255).round()).to(torch.int64).square().sum())
+    assert pcmp_module.exact_psnr(y, x) == 10 * math.log10(255**2 * x.numel() / squared)
+    assert pcmp_module.exact_psnr(y, x) == pytest.approx(
+        float(10 * torch.log10(1 / (y.double() - x.double()).square().mean())), abs=1e-6
+    )  # k/255 in float32 is not exact
+    assert pcmp_module.exact_psnr(x, x) == math.inf
