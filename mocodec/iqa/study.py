@@ -345,13 +345,23 @@ def fixed_variants(
     return metrics, scores
 
 
+# Paired tests between weightings of one backbone's components: kind -> (suffix of a, suffix of b, what it asks).
+# "Default/fitted vs global" asks whether the intermediate layers add anything to the global embedding alone.
+WEIGHTING_TESTS: dict[str, tuple[str, str, str]] = {
+    "fitted vs uniform": ("/fitted", "/uniform", "fitted (cross-fitted) vs uniform weights"),
+    "fitted vs default": ("/fitted", "", "fitted (cross-fitted) vs default weights"),
+    "default vs global": ("", "/global", "default layers vs the global term alone"),
+    "fitted vs global": ("/fitted", "/global", "fitted (cross-fitted) weights vs the global term alone"),
+}
+
+
 def paired_tests(metrics: Sequence[MetricInfo], settings: StudySettings) -> list[tuple[str, str, str]]:
-    """``(a, b, kind)``: every non-baseline metric vs PSNR and vs MS-SSIM; per backbone fitted vs uniform and vs default."""
+    """``(a, b, kind)``: every non-baseline metric vs PSNR and vs MS-SSIM; per backbone the :data:`WEIGHTING_TESTS`."""
     baselines = [spec.label for spec in BASELINES]
     tests = [(m.label, base, f"vs {base}") for m in metrics if m.label not in baselines for base in baselines]
     for backbone in settings.backbones:
         prefix = f"{settings.feature_metric.label}[{backbone}]"
-        tests += [(f"{prefix}/fitted", f"{prefix}/uniform", "fitted vs uniform"), (f"{prefix}/fitted", prefix, "fitted vs default")]
+        tests += [(prefix + a, prefix + b, kind) for kind, (a, b, _) in WEIGHTING_TESTS.items()]
     return tests
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from mocodec.evaluation.plots import pyplot
 from mocodec.evaluation.results import write_results
 from mocodec.files import atomic_write_bytes, atomic_write_text
-from mocodec.iqa.study import BASELINES, LABEL_SETS, STUDY_FILE, Rotation, StudyResult
+from mocodec.iqa.study import BASELINES, LABEL_SETS, STUDY_FILE, WEIGHTING_TESTS, Rotation, StudyResult
 from mocodec.utils.tables import to_csv, to_markdown
 
 FORMAT, VERSION = "mocodec-iqa-study", 1
@@ -99,15 +99,10 @@ def reading(result: StudyResult) -> list[str]:
                     outcomes = Counter(c["outcome"] for c in subset)
                     parts.append(f"{words}: {len(subset)} rotation(s), " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
             lines.append(f"- {metric} vs {base}: " + "; ".join(parts) + ".")
-        found = [
-            c
-            for c in result.comparisons
-            if c["a"] == f"{metric}/fitted" and c["comparison"] == "fitted vs uniform" and c["labels"] == "held-out"
-        ]
-        if found:
-            lines.append(
-                f"- {metric} fitted vs uniform weights: " + "; ".join(f"held out {c['rotation']}: {c['outcome']}" for c in found) + "."
-            )
+        for kind, (a_suffix, _, asks) in WEIGHTING_TESTS.items():
+            found = [c for c in result.comparisons if c["a"] == metric + a_suffix and c["comparison"] == kind and c["labels"] == "held-out"]
+            if found:
+                lines.append(f"- {metric} {asks}: " + "; ".join(f"held out {c['rotation']}: {c['outcome']}" for c in found) + ".")
     extras = [m.label for m in result.metrics if m.backbone is None and m.label not in baselines]
     for metric in extras:
         for base in baselines:
@@ -129,14 +124,14 @@ def reading(result: StudyResult) -> list[str]:
                     + "; ".join(_comparison_text(c) for c in tests)
                     + "."
                 )
-            for kind in ("fitted vs uniform", "fitted vs default"):
+            for kind, (a_suffix, _, asks) in WEIGHTING_TESTS.items():
                 tests = [
                     c
                     for c in result.comparisons
-                    if c["rotation"] == rotation.heldout and c["comparison"] == kind and c["a"] == f"{metric}/fitted"
+                    if c["rotation"] == rotation.heldout and c["comparison"] == kind and c["a"] == metric + a_suffix
                 ]
                 lines.append(
-                    f"- {metric} {kind} weights (cross-fitted): "
+                    f"- {metric} {asks}: "
                     + "; ".join(
                         f"{'held-out votes' if c['labels'] == 'held-out' else 'labelling label'} {_comparison_text(c)}" for c in tests
                     )

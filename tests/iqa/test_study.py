@@ -181,7 +181,14 @@ def test_study_files_flag_who_judges_whom(study):
     )
     assert "(not judged by its own backbone: efficientnet-lite1 is a labelling voter, not the held-out one)" in text
     comparisons = read_csv(out / "comparisons.csv")
-    assert {c["comparison"] for c in comparisons} == {"vs psnr", "vs ms-ssim", "fitted vs uniform", "fitted vs default"}
+    assert {c["comparison"] for c in comparisons} == {
+        "vs psnr",
+        "vs ms-ssim",
+        "fitted vs uniform",
+        "fitted vs default",
+        "default vs global",
+        "fitted vs global",
+    }
     named = [c for c in comparisons if c["a"] in ("mse", "random-featsim")]
     assert len(named) == 2 * 3 * 2 * 2 and all(c["judge"] == "" for c in named)  # metrics x rotations x labels x baselines
     assert all(float(c["difference"]) == 0 for c in named if c["a"] == "mse" and c["b"] == "psnr")  # PSNR's scores, reused
