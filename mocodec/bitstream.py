@@ -12,32 +12,48 @@ Layout (all integers big-endian)::
     channels     B    1 (grayscale) or 3; the codec always codes RGB
     bitdepth     B    8 or 16 (of the original file; decoded images are written alike)
     has_alpha    B    0 or 1
+    arithmetic   B    how the entropy parameters were computed: 0 none (classic codecs),
+                      1 exact (portable), 2 float (bound to the arithmetic that wrote it)
+    [writer]     4s   float only: fingerprint of the writer's arithmetic (torch, CPU kind or GPU)
+    [threads]    B    float only: the writer's thread count (the decoder uses it too)
+    [check]      I    learned codecs: CRC-32 of the quantized latents the entropy decoder must recover
     n_groups     B    then per group: length I + bytes (one entropy-coded string per latent)
     [alpha]           if has_alpha: length I + zlib-compressed H*W uint8 alpha plane (lossless)
     crc32        I    of every byte before it
 
 The header is validated before anything is allocated from it, and the CRC is checked
 before any payload reaches an entropy decoder, so a truncated or damaged file gives a
-:class:`~mocodec.errors.BitstreamError`, never a crash or a silently wrong image.
-bpp figures count the whole file, header and CRC included.
+:class:`~mocodec.errors.BitstreamError`, never a crash. The latent check is verified after
+entropy decoding and before an image is returned: a decoder that derived other entropy
+parameters than the encoder (another machine's float arithmetic, an altered payload) fails
+with :class:`~mocodec.errors.ForeignArithmeticError` instead of returning a wrong image.
+Version 1 files (no arithmetic field, no latent check; written by CompressAI's float coder)
+are still read, and decoded as they were. bpp figures count the whole file, header and CRC
+included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mocodec.codecs.arithmetic import EXACT, FLOAT, float_arithmetic_description, float_fingerprint, torch_threads
 from mocodec.codecs.base import device_of
 from mocodec.data.io import DEFAULT_MAX_PIXELS, ImageInfo
-from mocodec.errors import BitstreamError
+from mocodec.errors import BitstreamError, ForeignArithmeticError
 
 MAGIC = b"MOCO"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+ARITHMETIC_CODES = {None: 0, EXACT: 1, FLOAT: 2}
+ARITHMETIC_NAMES = {code: name for name, code in ARITHMETIC_CODES.items()}
 MAX_SIDE = 1 << 16  # 65536 pixels per side
 MAX_GROUPS = 16
 
@@ -55,6 +71,11 @@ class Bitstream:
     bitdepth: int = 8
     strings: list[bytes] = field(default_factory=list)
     alpha: np.ndarray | None = None
+    arithmetic: str | None = None  # EXACT, FLOAT, or None (no learned entropy parameters)
+    writer: bytes | None = None  # float files: the writer's arithmetic fingerprint (None: a version 1 file)
+    threads: int = 0  # float files: the writer's thread count
+    check: int | None = None  # learned codecs: CRC-32 of the quantized latents (None: a version 1 file)
+    version: int = FORMAT_VERSION
 
     @property
     def info(self) -> ImageInfo:
@@ -67,12 +88,21 @@ def pack(bs: Bitstream) -> bytes:
         raise ValueError(f"codec name {bs.codec!r} must be 1-255 ASCII bytes")
     if len(bs.weights_id) != 8:
         raise ValueError("weights_id must be 8 bytes")
+    if (bs.arithmetic is None) != (bs.check is None):
+        raise ValueError("a latent check goes with learned entropy parameters, and only with them")
+    arithmetic = [struct.pack(">B", ARITHMETIC_CODES[bs.arithmetic])]
+    if bs.arithmetic == FLOAT:
+        if bs.writer is None or len(bs.writer) != 4:
+            raise ValueError("a float file records its writer's 4-byte arithmetic fingerprint")
+        arithmetic += [bs.writer, struct.pack(">B", min(bs.threads, 255))]
+    if bs.check is not None:
+        arithmetic.append(struct.pack(">I", bs.check))
     parts = [
         MAGIC,
         struct.pack(">BB", FORMAT_VERSION, len(name)),
         name,
         struct.pack(
-            ">H8sIIBBBB",
+            ">H8sIIBBB",
             bs.quality,
             bs.weights_id,
             bs.height,
@@ -80,8 +110,9 @@ def pack(bs: Bitstream) -> bytes:
             bs.channels,
             bs.bitdepth,
             int(bs.alpha is not None),
-            len(bs.strings),
         ),
+        *arithmetic,
+        struct.pack(">B", len(bs.strings)),
     ]
     for s in bs.strings:
         parts += [struct.pack(">I", len(s)), s]
@@ -119,15 +150,18 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bitstream:
     r = _Reader(data)
     r.take(4, "magic")
     version, name_len = r.unpack(">BB", "header")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BitstreamError(
-            f"bitstream format version {version} is not supported (this mocodec reads version {FORMAT_VERSION}); decode it with the mocodec that wrote it"
+            f"bitstream format version {version} is not supported (this mocodec reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); decode it with the mocodec that wrote it"
         )
     try:
         codec = r.take(name_len, "codec name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("bitstream header is corrupted (codec name is not ASCII)") from None
-    quality, weights_id, height, width, channels, bitdepth, has_alpha, n_groups = r.unpack(">H8sIIBBBB", "header")
+    quality, weights_id, height, width, channels, bitdepth, has_alpha = r.unpack(">H8sIIBBB", "header")
+    arithmetic, writer, threads, check = read_arithmetic(r, version)
+    (n_groups,) = r.unpack(">B", "header")
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise BitstreamError(
             f"bitstream header claims a {width}x{height} image, outside the supported 1..{MAX_SIDE} per side; the file is corrupted"
@@ -155,7 +189,31 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bitstream:
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).copy()
     if r.pos != len(r.data):
         raise BitstreamError(f"bitstream has {len(r.data) - r.pos} unexpected trailing bytes; the file is corrupted")
-    return Bitstream(codec, quality, weights_id, height, width, channels, bitdepth, strings, alpha)
+    return Bitstream(codec, quality, weights_id, height, width, channels, bitdepth, strings, alpha, arithmetic, writer, threads, check, version)
+
+
+def read_arithmetic(r: _Reader, version: int) -> tuple[str | None, bytes | None, int, int | None]:
+    """(arithmetic, writer, threads, check) of a header; a version 1 file has none of them (see :func:`file_arithmetic`)."""
+    if version == 1:
+        return None, None, 0, None
+    (code,) = r.unpack(">B", "header")
+    if code not in ARITHMETIC_NAMES:
+        raise BitstreamError("bitstream header is corrupted (unknown arithmetic)")
+    arithmetic = ARITHMETIC_NAMES[code]
+    writer, threads = None, 0
+    if arithmetic == FLOAT:
+        writer, threads = r.unpack(">4sB", "header")
+        if threads < 1:
+            raise BitstreamError("bitstream header is corrupted (thread count 0)")
+    check = r.unpack(">I", "header")[0] if arithmetic is not None else None
+    return arithmetic, writer, threads, check
+
+
+def file_arithmetic(bs: Bitstream, codec: nn.Module) -> str | None:
+    """The arithmetic ``bs`` was written in; a version 1 file of a learned codec: CompressAI's float coder's."""
+    if bs.version == 1:
+        return FLOAT if codec.arithmetics else None
+    return bs.arithmetic
 
 
 def encode(codec: nn.Module, x: Tensor, info: ImageInfo | None = None) -> bytes:
@@ -168,8 +226,25 @@ def encode(codec: nn.Module, x: Tensor, info: ImageInfo | None = None) -> bytes:
     alpha = info.alpha
     if alpha is not None and alpha.dtype != np.uint8:
         alpha = (alpha >> 8).astype(np.uint8)
+    arithmetic = codec.arithmetic
+    writer = float_fingerprint(device_of(codec)) if arithmetic == FLOAT else None
+    check = out["check"][0] if arithmetic is not None else None
     return pack(
-        Bitstream(codec.codec_name, codec.quality, codec.weights_id, x.shape[1], x.shape[2], info.channels, info.bitdepth, strings, alpha)
+        Bitstream(
+            codec.codec_name,
+            codec.quality,
+            codec.weights_id,
+            x.shape[1],
+            x.shape[2],
+            info.channels,
+            info.bitdepth,
+            strings,
+            alpha,
+            arithmetic,
+            writer,
+            torch.get_num_threads(),
+            check,
+        )
     )
 
 
@@ -186,16 +261,53 @@ def check_codec(bs: Bitstream, codec: nn.Module) -> None:
         )
 
 
+def check_arithmetic(bs: Bitstream, codec: nn.Module) -> None:
+    """Refuse a file whose entropy parameters ``codec`` cannot reproduce here, before decoding it."""
+    if bs.version == 1 or bs.arithmetic is None:
+        return  # nothing recorded to check (a version 1 file is decoded as it always was)
+    if bs.arithmetic not in codec.arithmetics:
+        raise BitstreamError(f"bitstream claims {bs.arithmetic} arithmetic, which {bs.codec} does not have; the file is corrupted")
+    if bs.arithmetic == FLOAT and bs.writer is not None and bs.writer != float_fingerprint(device_of(codec)):
+        why = "--arithmetic float was asked for" if codec.arithmetics != (FLOAT,) else f"{bs.codec} has no exact arithmetic"
+        fix = ", or re-encode it with --arithmetic exact" if EXACT in codec.arithmetics else ""
+        raise ForeignArithmeticError(
+            f"this file's entropy parameters were computed in float arithmetic ({why}), which decodes only with the "
+            f"arithmetic that wrote it, and this machine's differs ({float_arithmetic_description(device_of(codec))}); "
+            f"decode it where it was written (same torch, CompressAI and CPU kind or GPU){fix}"
+        )
+
+
+@contextlib.contextmanager
+def coding_arithmetic(codec: nn.Module, bs: Bitstream) -> Iterator[None]:
+    """The block decodes ``bs`` as it was written: in its arithmetic, and a float file with its writer's thread count."""
+    before = codec.arithmetic
+    codec.arithmetic = file_arithmetic(bs, codec) or before
+    try:
+        with torch_threads(bs.threads) if bs.arithmetic == FLOAT and bs.threads else contextlib.nullcontext():
+            yield
+    finally:
+        codec.arithmetic = before
+
+
 def decode(codec: nn.Module, data: bytes | Bitstream) -> tuple[Tensor, ImageInfo]:
     """Decode a container with ``codec`` (which must match it) into 3 x H x W and its ImageInfo."""
     bs = data if isinstance(data, Bitstream) else unpack(data)
     check_codec(bs, codec)
+    check_arithmetic(bs, codec)
     try:
-        out = codec.decompress([[s] for s in bs.strings], (bs.height, bs.width))
+        with coding_arithmetic(codec, bs):
+            out = codec.decompress([[s] for s in bs.strings], (bs.height, bs.width))
     except BitstreamError:
         raise
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"bitstream payload does not decode with {bs.codec} ({type(exc).__name__}); the file is corrupted") from None
+    if bs.check is not None and out["check"][0] != bs.check:
+        raise ForeignArithmeticError(
+            f"the decoded latents fail the file's check (CRC of the quantized latents, {bs.arithmetic} arithmetic): "
+            "this machine does not reproduce the arithmetic that wrote the file, or its payload was altered; "
+            "no image was produced. Decode it where it was written"
+            + (", or re-encode it with --arithmetic exact" if bs.arithmetic == FLOAT and EXACT in codec.arithmetics else "")
+        )
     x_hat = out["x_hat"][0].float().cpu().clamp(0, 1)
     if tuple(x_hat.shape[-2:]) != (bs.height, bs.width) or not torch.isfinite(x_hat).all():
         raise BitstreamError("bitstream decoded to an image of the wrong size or with invalid values; the file is corrupted")

@@ -28,6 +28,10 @@ class BitstreamError(MocodecError, ValueError):
     """A compressed file that is truncated, corrupted, or of another codec/format version."""
 
 
+class ForeignArithmeticError(BitstreamError):
+    """A file whose entropy parameters this machine does not reproduce (another machine's float arithmetic)."""
+
+
 class WeightsError(MocodecError, OSError):
     """Weights that are missing (offline) or do not fit the requested architecture."""
 

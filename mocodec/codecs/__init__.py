@@ -18,7 +18,7 @@ from mocodec.codecs.base import NO_WEIGHTS_ID
 from mocodec.codecs.registry import CODECS, register_codec
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.registry import canonical_name
-from mocodec.utils.seeding import seeded
+from mocodec.utils.seeding import portable_init
 from mocodec.weights import fetch_url, file_digest, load_checkpoint
 
 __all__ = ["CODECS", "register_codec", "create_codec", "load_codec", "list_codecs", "is_classic", "codec_state"]
@@ -115,13 +115,24 @@ def load_codec(
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = False,
     metric: str = "mse",
+    arithmetic: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """A codec ready to code, in eval mode: fresh, pretrained (shipped or published weights) or from ``checkpoint``.
 
     ``checkpoint`` accepts CompressAI state dicts (its zoo files and its training scripts'
     ``{"state_dict": ...}`` files), mocodec exports and mocodec Lightning checkpoints.
+    ``arithmetic``: ``exact`` or ``float`` (:mod:`mocodec.codecs.arithmetic`); None: the codec's
+    default (exact where it has it).
     """
+    codec = _load(name, quality, checkpoint, pretrained, metric, kwargs)
+    codec.set_arithmetic(arithmetic)
+    return codec
+
+
+def _load(
+    name: str, quality: int, checkpoint: str | os.PathLike | None, pretrained: bool, metric: str, kwargs: dict[str, Any]
+) -> nn.Module:
     CODECS.get(name)  # unknown names fail first, with the list of known ones
     quality = int(quality)
     if checkpoint is not None and pretrained:
@@ -134,9 +145,8 @@ def load_codec(
         checkpoint = _pretrained_file(name, quality, metric)
     if checkpoint is not None:
         return _load_weights(name, quality, checkpoint, kwargs).eval()
-    # Without weights, initialise from a fixed seed: files then decode in any process
-    # (an entropy decoder with other weights than the encoder's cannot decode them).
-    with seeded(0):
-        codec = create_codec(name, quality=quality, **kwargs)
+    # Without weights, initialise from a fixed seed, portably: files then decode in any process
+    # on any CPU (an entropy decoder with other weights than the encoder's cannot decode them).
+    codec = portable_init(lambda: create_codec(name, quality=quality, **kwargs))
     codec.weights_id = NO_WEIGHTS_ID
     return codec.eval()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mocodec.codecs.arithmetic import ARITHMETICS
 from mocodec.errors import ConfigError
 
 NO_WEIGHTS_ID = bytes(8)
@@ -43,9 +44,24 @@ class CodecIdentity:
     codec_name: str = ""
     quality: int = 0
     weights_id: bytes = NO_WEIGHTS_ID  # first 8 bytes of the weights file's SHA-256; zeros: random init
+    # The arithmetics a codec can compute its entropy parameters in (mocodec.codecs.arithmetic), the first
+    # its default; none for codecs without learned entropy parameters (classic codecs).
+    arithmetics: tuple[str, ...] = ()
+    arithmetic: str | None = None
 
     def set_identity(self, name: str, quality: int, weights_id: bytes = NO_WEIGHTS_ID) -> None:
         self.codec_name, self.quality, self.weights_id = name, int(quality), weights_id
+
+    def set_arithmetic(self, arithmetic: str | None) -> None:
+        """Code with ``arithmetic`` (``exact`` or ``float``); None keeps the codec's default."""
+        if arithmetic is None:
+            return
+        if arithmetic not in ARITHMETICS:
+            raise ConfigError(f"unknown arithmetic '{arithmetic}'; use one of {', '.join(ARITHMETICS)}")
+        if arithmetic not in self.arithmetics:
+            has = ", ".join(self.arithmetics) or "none (it has no learned entropy parameters)"
+            raise ConfigError(f"{self.codec_name} cannot code with {arithmetic} arithmetic; it has {has}")
+        self.arithmetic = arithmetic
 
 
 def device_of(codec: nn.Module) -> torch.device:

@@ -1,9 +1,10 @@
 """The scale-hyperprior family from CompressAI, padded to their stride (Ballé 2018, Minnen 2018).
 
 The transforms and entropy models are CompressAI's; what mocodec adds is the padding
-contract of :mod:`mocodec.codecs.base`, CDF tables that are always ready to code, and
-:class:`RansTables`, the Gaussian conditional's tables in the form CompressAI's rANS coder
-takes, prepared once per image (MLIC++ codes with them too).
+contract of :mod:`mocodec.codecs.base`, CDF tables that are always ready to code, a latent
+check in every coded image, and coding in either arithmetic of
+:mod:`mocodec.codecs.entropy_parameters`: ``exact`` (the default: files that decode on any
+machine) or ``float`` (CompressAI's coder, string for string).
 Qualities 1-8 use CompressAI's (N, M) table, mocodec's own sizes (:data:`OWN_SIZES`) their own;
 ``N``/``M`` override them (tiny test models).
 Importing this module imports CompressAI (seconds): :mod:`mocodec.codecs.zoo` imports it
@@ -18,79 +19,52 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from compressai import models as cm
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.zoo.image import cfgs as COMPRESSAI_CFGS
 from compressai.zoo.image import model_urls as COMPRESSAI_URLS
 from torch import Tensor
 
+from mocodec.codecs.arithmetic import EXACT, FLOAT
 from mocodec.codecs.base import CodecIdentity, check_input, pad_to_multiple, padded_size
+from mocodec.codecs.entropy_parameters import ExactArithmetic, FloatArithmetic, arithmetic_of
+from mocodec.codecs.rans import latent_check
 from mocodec.errors import ConfigError
 
+Arithmetic = ExactArithmetic | FloatArithmetic
 
-class RansTables:
-    """A Gaussian conditional's CDF tables and scale thresholds, prepared once per image for CompressAI's rANS coder.
 
-    CompressAI's coder takes the tables as Python lists and converts all of them to C++ on
-    every call: for the default scale table, 64 rows padded to the longest (~3,100 entries),
-    some 200,000 integers, paid once per position by a serial decoder. The coder reads row
-    ``i`` only for symbols of index ``i``, and only its first ``cdf_length[i]`` entries, so
-    the rows here are trimmed to their lengths and a decoding call gets only the rows its
-    indexes use (renumbered): the symbols and the bytes are those of the full tables.
-    """
+def channel_indexes(shape: tuple[int, ...]) -> Tensor:
+    """The factorized prior's CDF row of every position of a 1 x C x H x W latent: its channel."""
+    return torch.arange(shape[1], dtype=torch.int32).view(1, -1, 1, 1).expand(shape)
 
-    def __init__(self, gaussian_conditional: GaussianConditional) -> None:
-        lengths = gaussian_conditional.cdf_length.reshape(-1).int().tolist()
-        self.cdfs = [row[:n] for row, n in zip(gaussian_conditional.quantized_cdf.tolist(), lengths)]
-        self.cdf_lengths = lengths
-        self.offsets = gaussian_conditional.offset.reshape(-1).int().tolist()
-        self.scale_bound = gaussian_conditional.lower_bound_scale.bound
-        self.thresholds = gaussian_conditional.scale_table[:-1]
 
-    def indexes(self, scales: Tensor) -> Tensor:
-        """The CDF row of every scale (int32, the shape of ``scales``): ``build_indexes``, vectorised.
-
-        Row ``i`` is the number of thresholds (all table entries but the last) below the scale,
-        counted as CompressAI counts it: the last row minus the thresholds with ``scale <= t``.
-        """
-        scales = torch.max(scales, self.scale_bound)
-        at_or_below = (scales.unsqueeze(-1) <= self.thresholds).sum(dim=-1, dtype=torch.int32)
-        return len(self.thresholds) - at_or_below
-
-    def encode(self, symbols: Tensor, indexes: Tensor) -> bytes:
-        """One rANS string of ``symbols`` (flattened), each coded with the CDF row of its index."""
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(symbols.flatten().tolist(), indexes.flatten().tolist(), self.cdfs, self.cdf_lengths, self.offsets)
-        return encoder.flush()
-
-    def decoder(self, string: bytes) -> RansDecoder:
-        decoder = RansDecoder()
-        decoder.set_stream(string)
-        return decoder
-
-    def decode(self, decoder: RansDecoder, indexes: Tensor) -> Tensor:
-        """The next ``indexes.numel()`` symbols of ``decoder``'s string, int32, the shape of ``indexes``."""
-        # Only the rows these symbols use cross into C++: index i becomes its rank among them.
-        rows, ranks = torch.unique(indexes, return_inverse=True)
-        rows = rows.tolist()
-        symbols = decoder.decode_stream(
-            ranks.flatten().tolist(),
-            [self.cdfs[i] for i in rows],
-            [self.cdf_lengths[i] for i in rows],
-            [self.offsets[i] for i in rows],
-        )
-        return torch.tensor(symbols, dtype=torch.int32).view(indexes.shape)
+def padded_strings(strings: list[bytes], max_symbols: int) -> list[bytes]:
+    """The rANS decoder reads at most one 32-bit word per symbol and does not check the string's end: zero
+    padding for the largest symbol count keeps a damaged or mismatched string's reads inside our own buffer."""
+    return [s + bytes(4 * max_symbols + 64) for s in strings]
 
 
 class PaddedCompressAIMixin(CodecIdentity):
-    """Pads inputs to ``stride``, crops outputs back, and keeps CDF tables ready for coding."""
+    """Pads inputs to ``stride``, crops outputs back, codes in either arithmetic, and keeps CDF tables ready.
+
+    A subclass codes one padded image with :meth:`encode_image` / :meth:`decode_image`, written
+    once against the arithmetic interface; ``compress``/``decompress`` loop over the batch and
+    add each image's latent check (:func:`~mocodec.codecs.rans.latent_check`) to the output.
+    """
 
     stride = 64  # total downsampling of the hyper-latent z
-    shape_stride = 64  # downsampling of the latent whose shape CompressAI's decompress takes
+    arithmetics = (EXACT, FLOAT)
+    arithmetic = EXACT
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         h, w = x.shape[-2:]
-        out = super().forward(pad_to_multiple(x, self.stride))
+        x = pad_to_multiple(x, self.stride)
+        if self.training:
+            out = super().forward(x)
+        else:
+            self.ensure_entropy_tables()
+            with torch.no_grad():
+                out = self.coded_forward(x, arithmetic_of(self))
         out["x_hat"] = out["x_hat"][..., :h, :w]
         return out
 
@@ -106,21 +80,81 @@ class PaddedCompressAIMixin(CodecIdentity):
     def compress(self, x: Tensor) -> dict[str, Any]:
         check_input(x)
         self.ensure_entropy_tables()
-        out = super().compress(pad_to_multiple(x, self.stride))
-        return {"strings": out["strings"], "shape": tuple(x.shape[-2:])}
+        arithmetic = arithmetic_of(self)
+        strings, checks = [], []
+        for image in pad_to_multiple(x, self.stride).split(1):
+            image_strings, symbols = self.encode_image(image, arithmetic)
+            strings.append(image_strings)
+            checks.append(latent_check(symbols))
+        return {"strings": [list(group) for group in zip(*strings)], "shape": tuple(x.shape[-2:]), "check": checks}
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape: tuple[int, int]) -> dict[str, Tensor]:
+    def decompress(self, strings: list, shape: tuple[int, int]) -> dict[str, Any]:
         self.ensure_entropy_tables()
-        h, w = shape
-        ph, pw = padded_size((h, w), self.stride)
-        # The rANS decoder reads at most one 32-bit word per symbol and does not check the
-        # string's end: zero padding for the largest symbol count keeps a damaged or
-        # mismatched string's reads inside our own buffer (never past it, never a crash).
-        max_symbols = max(self.N, self.M) * (ph // 16) * (pw // 16)
-        strings = [[s + bytes(4 * max_symbols + 64) for s in group] for group in strings]
-        out = super().decompress(strings, (ph // self.shape_stride, pw // self.shape_stride))
-        return {"x_hat": out["x_hat"][..., :h, :w]}
+        arithmetic = arithmetic_of(self)
+        padded = padded_size(shape, self.stride)
+        max_symbols = max(self.N, self.M) * (padded[0] // 16) * (padded[1] // 16)
+        x_hats, checks = [], []
+        for image_strings in zip(*strings, strict=True):
+            y_hat, symbols = self.decode_image(padded_strings(list(image_strings), max_symbols), padded, arithmetic)
+            x_hats.append(self.g_s(y_hat).clamp_(0, 1)[..., : shape[0], : shape[1]])
+            checks.append(latent_check(symbols))
+        return {"x_hat": torch.cat(x_hats), "check": checks}
+
+    # --- the factorized prior of z (of y, for bmshj2018-factorized)
+
+    def encode_bottleneck(self, latent: Tensor, arithmetic: Arithmetic) -> tuple[Tensor, bytes]:
+        """The latent's symbols (rounded around the medians) and their string."""
+        symbols = arithmetic.quantize(latent, arithmetic.bottleneck_medians)
+        return symbols, arithmetic.bottleneck_tables.encode(symbols, channel_indexes(symbols.shape))
+
+    def decode_bottleneck(self, string: bytes, shape: tuple[int, int], arithmetic: Arithmetic) -> Tensor:
+        tables = arithmetic.bottleneck_tables
+        return tables.decode(tables.decoder(string), channel_indexes((1, len(tables.cdfs), *shape)))
+
+    # --- one image of the hyperprior models (the factorized and autoregressive models override these)
+
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``y`` (``|y|`` for the scale-only hyperprior)."""
+        return y
+
+    def split_parameters(self, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``h_s``'s output as (scales, means); the scale-only hyperprior has no means."""
+        scales, means = params.chunk(2, 1)
+        return scales, means
+
+    def gaussian_parameters(self, z_symbols: Tensor, arithmetic: Arithmetic) -> tuple[Tensor, Tensor | None]:
+        """Scales and means of y's Gaussians from ẑ, in the arithmetic's representation."""
+        z_hat = arithmetic.dequantize(z_symbols, arithmetic.bottleneck_medians)
+        return self.split_parameters(arithmetic.network(self.h_s)(z_hat))
+
+    def encode_image(self, x: Tensor, arithmetic: Arithmetic) -> tuple[list[bytes], list[Tensor]]:
+        """One padded image's strings ``[y, z]`` and symbols."""
+        y = self.g_a(x)
+        z_symbols, z_string = self.encode_bottleneck(self.h_a(self.hyper_input(y)), arithmetic)
+        scales, means = self.gaussian_parameters(z_symbols, arithmetic)
+        y_symbols = arithmetic.quantize(y, means)
+        return [arithmetic.gaussian_tables.encode(y_symbols, arithmetic.indexes(scales)), z_string], [y_symbols, z_symbols]
+
+    def decode_image(self, strings: list[bytes], padded: tuple[int, int], arithmetic: Arithmetic) -> tuple[Tensor, list[Tensor]]:
+        """ŷ (float32, the input of ``g_s``) and the symbols, from one image's strings."""
+        y_string, z_string = strings
+        z_symbols = self.decode_bottleneck(z_string, (padded[0] // 64, padded[1] // 64), arithmetic)
+        scales, means = self.gaussian_parameters(z_symbols, arithmetic)
+        tables = arithmetic.gaussian_tables
+        y_symbols = tables.decode(tables.decoder(y_string), arithmetic.indexes(scales))
+        return arithmetic.real(arithmetic.dequantize(y_symbols, means)), [y_symbols, z_symbols]
+
+    def coded_forward(self, x: Tensor, arithmetic: Arithmetic) -> dict[str, Any]:
+        """Eval-mode ``forward``: the reconstruction the decoder computes, and the coded symbols' likelihoods."""
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.gaussian_parameters(arithmetic.quantize(z, arithmetic.bottleneck_medians), arithmetic)
+        y_hat = arithmetic.dequantize(arithmetic.quantize(y, means), means)
+        real_means = None if means is None else arithmetic.real(means)
+        _, y_likelihoods = self.gaussian_conditional(y, arithmetic.real(scales), means=real_means)
+        return {"x_hat": self.g_s(arithmetic.real(y_hat)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     @staticmethod
     def infer_kwargs(state_dict: dict[str, Tensor]) -> dict[str, int]:
@@ -129,11 +163,30 @@ class PaddedCompressAIMixin(CodecIdentity):
 
 
 class FactorizedPrior(PaddedCompressAIMixin, cm.FactorizedPrior):
-    shape_stride = 16  # decompress takes y's shape
+    """Ballé 2018's factorized prior: y itself goes through the bottleneck (no network steers its coder)."""
+
+    def encode_image(self, x: Tensor, arithmetic: Arithmetic) -> tuple[list[bytes], list[Tensor]]:
+        symbols, string = self.encode_bottleneck(self.g_a(x), arithmetic)
+        return [string], [symbols]
+
+    def decode_image(self, strings: list[bytes], padded: tuple[int, int], arithmetic: Arithmetic) -> tuple[Tensor, list[Tensor]]:
+        symbols = self.decode_bottleneck(strings[0], (padded[0] // 16, padded[1] // 16), arithmetic)
+        return arithmetic.real(arithmetic.dequantize(symbols, arithmetic.bottleneck_medians)), [symbols]
+
+    def coded_forward(self, x: Tensor, arithmetic: Arithmetic) -> dict[str, Any]:
+        y = self.g_a(x)
+        _, y_likelihoods = self.entropy_bottleneck(y)
+        medians = arithmetic.bottleneck_medians
+        y_hat = arithmetic.dequantize(arithmetic.quantize(y, medians), medians)
+        return {"x_hat": self.g_s(arithmetic.real(y_hat)), "likelihoods": {"y": y_likelihoods}}
 
 
 class ScaleHyperprior(PaddedCompressAIMixin, cm.ScaleHyperprior):
-    pass
+    def hyper_input(self, y: Tensor) -> Tensor:
+        return torch.abs(y)
+
+    def split_parameters(self, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        return params, None
 
 
 class MeanScaleHyperprior(PaddedCompressAIMixin, cm.MeanScaleHyperprior):
@@ -149,85 +202,83 @@ class JointAutoregressiveHierarchicalPriors(PaddedCompressAIMixin, cm.JointAutor
     the coder uses, so its ``x_hat`` is exactly the decoded image and its likelihoods
     are those of the coded symbols (slower: one pass per latent position).
 
-    The serial coder is CompressAI's, float for float and byte for byte: raster order, the
-    same convolutions on the same 5x5 crops and 1x1 positions, the same rounding. What it
-    drops is the per-position overhead around them: the CDF tables cross into the rANS
-    coder trimmed, and only the rows a position uses (:class:`RansTables`), the CDF indexes
-    come from one comparison instead of one per table entry, and the encoder's symbols are
-    collected in a tensor and converted once.
+    The serial coder is CompressAI's, float for float and byte for byte in the float
+    arithmetic: raster order, the same convolutions on the same 5x5 crops and 1x1 positions,
+    the same rounding. What it drops is the per-position overhead around them: the CDF tables
+    cross into the rANS coder trimmed, and only the rows a position uses
+    (:class:`~mocodec.codecs.rans.RansTables`),
+    the CDF indexes come from one comparison instead of one per table entry, and the encoder's
+    symbols are collected in a tensor and converted once. In the exact arithmetic the context
+    and entropy-parameter networks run on integers too, since decoded latents feed them.
     """
 
     context_kernel = 5
 
-    def forward(self, x: Tensor) -> dict[str, Any]:
-        if self.training:
-            return super().forward(x)
-        h, w = x.shape[-2:]
-        self.ensure_entropy_tables()
-        y = self.g_a(pad_to_multiple(x, self.stride))
-        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y))
-        params = self.h_s(z_hat)
-        y_hat = self.serial_y_hat(y, params)
+    def coded_forward(self, x: Tensor, arithmetic: Arithmetic) -> dict[str, Any]:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        z_hat = arithmetic.dequantize(arithmetic.quantize(z, arithmetic.bottleneck_medians), arithmetic.bottleneck_medians)
+        params = arithmetic.network(self.h_s)(z_hat)
+        y_hat = torch.cat([self.encode_serially(y[i : i + 1], params[i : i + 1], arithmetic)[0] for i in range(y.size(0))])
+        # The likelihoods of the coded symbols, estimated with the float networks on the decoded latent.
+        y_hat = arithmetic.real(y_hat)
         ctx = self.context_prediction(y_hat)
-        scales_hat, means_hat = self.entropy_parameters(torch.cat((params, ctx), dim=1)).chunk(2, 1)
+        scales_hat, means_hat = self.entropy_parameters(torch.cat((arithmetic.real(params), ctx), dim=1)).chunk(2, 1)
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
-        return {"x_hat": self.g_s(y_hat)[..., :h, :w], "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    @torch.no_grad()
-    def serial_y_hat(self, y: Tensor, params: Tensor) -> Tensor:
-        """The decoder's ``y_hat``: the serial encoder pass fills it in place."""
-        pad = self.context_kernel // 2
-        y_hat = F.pad(y, (pad, pad, pad, pad))
-        tables = RansTables(self.gaussian_conditional)
-        for i in range(y.size(0)):
-            self.encode_serially(y_hat[i : i + 1], params[i : i + 1], tables)
-        return y_hat[..., pad:-pad, pad:-pad]
-
-    def position_gaussian(self, y_hat: Tensor, params: Tensor, h: int, w: int, context_weight: Tensor) -> tuple[Tensor, Tensor]:
+    def position_gaussian(self, y_hat: Tensor, params: Tensor, h: int, w: int, arithmetic: Arithmetic) -> tuple[Tensor, Tensor]:
         """Scales and means (1 x M x 1 x 1) at latent position (h, w), from the positions decoded before it.
 
-        ``y_hat`` is padded by ``context_kernel // 2``; ``context_weight`` is the masked context
-        convolution's weight (the positions not decoded yet are zeros or masked out).
+        ``y_hat`` is padded by ``context_kernel // 2`` (the positions not decoded yet are zeros or masked out).
         """
         k = self.context_kernel
-        ctx = F.conv2d(y_hat[:, :, h : h + k, w : w + k], context_weight, bias=self.context_prediction.bias)
-        return self.entropy_parameters(torch.cat((params[:, :, h : h + 1, w : w + 1], ctx), dim=1)).chunk(2, 1)
+        ctx = arithmetic.context_at(self.context_prediction, y_hat[:, :, h : h + k, w : w + k])
+        return arithmetic.network(self.entropy_parameters)(torch.cat((params[:, :, h : h + 1, w : w + 1], ctx), dim=1)).chunk(2, 1)
 
-    def encode_serially(self, y_hat: Tensor, params: Tensor, tables: RansTables) -> tuple[Tensor, Tensor]:
-        """Quantise one image's padded ``y`` (1 x M x H+4 x W+4) in place, position by position in raster order.
+    def encode_serially(self, y: Tensor, params: Tensor, arithmetic: Arithmetic) -> tuple[Tensor, Tensor, Tensor]:
+        """Quantise one image's ``y`` (1 x M x H x W) position by position in raster order.
 
-        Returns the symbols and their CDF indexes (H·W x M, int32), in the order they are coded.
+        Returns ŷ (1 x M x H x W, the arithmetic's representation), then the symbols and their
+        CDF indexes (H·W x M, int32) in the order they are coded.
         """
         pad = self.context_kernel // 2
-        height, width = y_hat.size(2) - 2 * pad, y_hat.size(3) - 2 * pad
-        weight = self.context_prediction.weight * self.context_prediction.mask
-        symbols = torch.empty(height * width, y_hat.size(1), dtype=torch.int32)
+        height, width = y.shape[-2:]
+        y_hat = F.pad(params.new_zeros(y.shape), (pad, pad, pad, pad))  # float32, or float64 integers (exact)
+        symbols = torch.empty(height * width, y.size(1), dtype=torch.int32)
         indexes = torch.empty_like(symbols)
         for position, (h, w) in enumerate(itertools.product(range(height), range(width))):
-            scales, means = (p.flatten(1) for p in self.position_gaussian(y_hat, params, h, w, weight))
-            quantized = self.gaussian_conditional.quantize(y_hat[:, :, h + pad, w + pad], "symbols", means)
-            y_hat[:, :, h + pad, w + pad] = quantized + means
+            scales, means = (p.flatten(1) for p in self.position_gaussian(y_hat, params, h, w, arithmetic))
+            quantized = arithmetic.quantize(y[:, :, h, w], means)
+            y_hat[:, :, h + pad, w + pad] = arithmetic.dequantize(quantized, means)
             symbols[position] = quantized[0]
-            indexes[position] = tables.indexes(scales)[0]
-        return symbols, indexes
+            indexes[position] = arithmetic.indexes(scales)[0]
+        return y_hat[..., pad:-pad, pad:-pad], symbols, indexes
 
-    def _compress_ar(self, y_hat: Tensor, params: Tensor, height: int, width: int, kernel_size: int, padding: int) -> bytes:
-        """CompressAI's serial encoder, which its ``compress`` calls per image: the same string."""
-        tables = RansTables(self.gaussian_conditional)
-        symbols, indexes = self.encode_serially(y_hat, params, tables)
-        return tables.encode(symbols, indexes)
+    def encode_image(self, x: Tensor, arithmetic: Arithmetic) -> tuple[list[bytes], list[Tensor]]:
+        y = self.g_a(x)
+        z_symbols, z_string = self.encode_bottleneck(self.h_a(y), arithmetic)
+        params = arithmetic.network(self.h_s)(arithmetic.dequantize(z_symbols, arithmetic.bottleneck_medians))
+        _, symbols, indexes = self.encode_serially(y, params, arithmetic)
+        return [arithmetic.gaussian_tables.encode(symbols, indexes), z_string], [symbols, z_symbols]
 
-    def _decompress_ar(
-        self, y_string: bytes, y_hat: Tensor, params: Tensor, height: int, width: int, kernel_size: int, padding: int
-    ) -> None:
-        """CompressAI's serial decoder, which its ``decompress`` calls per image: fills ``y_hat`` (padded, zeros) in place."""
-        tables = RansTables(self.gaussian_conditional)
+    def decode_image(self, strings: list[bytes], padded: tuple[int, int], arithmetic: Arithmetic) -> tuple[Tensor, list[Tensor]]:
+        """CompressAI's serial decoder: ŷ filled position by position, each from the positions decoded before it."""
+        y_string, z_string = strings
+        z_symbols = self.decode_bottleneck(z_string, (padded[0] // 64, padded[1] // 64), arithmetic)
+        params = arithmetic.network(self.h_s)(arithmetic.dequantize(z_symbols, arithmetic.bottleneck_medians))
+        pad, (height, width) = self.context_kernel // 2, (padded[0] // 16, padded[1] // 16)
+        tables = arithmetic.gaussian_tables
         decoder = tables.decoder(y_string)
-        weight = self.context_prediction.weight * self.context_prediction.mask
-        for h, w in itertools.product(range(height), range(width)):
-            scales, means = self.position_gaussian(y_hat, params, h, w, weight)
-            symbols = tables.decode(decoder, tables.indexes(scales))
-            y_hat[:, :, h + padding : h + padding + 1, w + padding : w + padding + 1] = symbols.to(means) + means
+        y_hat = F.pad(params.new_zeros(1, self.M, height, width), (pad, pad, pad, pad))
+        symbols = torch.empty(height * width, self.M, dtype=torch.int32)
+        for position, (h, w) in enumerate(itertools.product(range(height), range(width))):
+            scales, means = self.position_gaussian(y_hat, params, h, w, arithmetic)
+            decoded = tables.decode(decoder, arithmetic.indexes(scales))
+            y_hat[:, :, h + pad : h + pad + 1, w + pad : w + pad + 1] = arithmetic.dequantize(decoded, means)
+            symbols[position] = decoded.flatten()
+        return arithmetic.real(y_hat[..., pad:-pad, pad:-pad]), [symbols, z_symbols]
 
 
 # Registry name -> architecture; the registry entries are declared in :mod:`mocodec.codecs.zoo`.

@@ -41,7 +41,8 @@ from compressai.models import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from mocodec.codecs.hyperprior import PaddedCompressAIMixin, RansTables
+from mocodec.codecs.arithmetic import FLOAT
+from mocodec.codecs.hyperprior import PaddedCompressAIMixin
 from mocodec.codecs.layers import (
     ANCHOR,
     NON_ANCHOR,
@@ -57,6 +58,7 @@ from mocodec.codecs.layers import (
     merge,
     scatter,
 )
+from mocodec.codecs.rans import RansTables, scale_indexes
 from mocodec.errors import ConfigError, WeightsError
 
 # The published MSE models, by quality: the rate-distortion λ each was trained with.
@@ -109,7 +111,7 @@ class RansEncoderQuantizer:
 
     def __init__(self, gaussian_conditional: GaussianConditional) -> None:
         self.gaussian_conditional = gaussian_conditional
-        self.tables = RansTables(gaussian_conditional)
+        self.tables = RansTables.of(gaussian_conditional)
         self.symbols: list[Tensor] = []
         self.indexes: list[Tensor] = []
 
@@ -118,7 +120,7 @@ class RansEncoderQuantizer:
         means_part = gather(means, part)
         symbols = self.gaussian_conditional.quantize(gather(y, part), "symbols", means_part)
         self.symbols.append(symbols.flatten())
-        self.indexes.append(self.tables.indexes(gather(scales, part)).flatten())
+        self.indexes.append(scale_indexes(self.gaussian_conditional, gather(scales, part)).flatten())
         return scatter(symbols.to(means.dtype) + means_part, part, y.shape[-2:])
 
     def flush(self) -> bytes:
@@ -129,12 +131,15 @@ class RansDecoderQuantizer:
     """Decoder: reads the symbols back from the rANS string, in the encoder's order."""
 
     def __init__(self, gaussian_conditional: GaussianConditional, string: bytes) -> None:
-        self.tables = RansTables(gaussian_conditional)
+        self.gaussian_conditional = gaussian_conditional
+        self.tables = RansTables.of(gaussian_conditional)
         self.decoder = self.tables.decoder(string)
+        self.symbols: list[Tensor] = []  # as decoded, in the encoder's order (for the latent check)
 
     def __call__(self, y: Tensor | None, scales: Tensor, means: Tensor, part: Part) -> Tensor:
         means_part = gather(means, part)
-        symbols = self.tables.decode(self.decoder, self.tables.indexes(gather(scales, part)))
+        symbols = self.tables.decode(self.decoder, scale_indexes(self.gaussian_conditional, gather(scales, part)))
+        self.symbols.append(symbols.flatten())
         return scatter(symbols.to(means_part) + means_part, part, means.shape[-2:])
 
 
@@ -292,34 +297,57 @@ class MLICPlusPlusModel(CompressionModel):
         _, y_likelihoods = self.gaussian_conditional(y, scales, means)
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
+    def encode_image(self, x: Tensor) -> tuple[list[bytes], list[Tensor]]:
+        """One image's strings ``[y, z]`` and the symbols they code (ẑ's, then ŷ's in coding order)."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_symbols = self.entropy_bottleneck.quantize(z, "symbols", self.entropy_bottleneck._get_medians())
+        z_string = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_string, z.shape[-2:])  # the decoder's ẑ, exactly
+        encoder = RansEncoderQuantizer(self.gaussian_conditional)
+        self.code_slices(y, self.h_s(z_hat), encoder)
+        return [encoder.flush(), z_string[0]], [z_symbols, *encoder.symbols]
+
+    def decode_image(self, y_string: bytes, z_string: bytes, shape: tuple[int, int]) -> tuple[Tensor, list[Tensor]]:
+        """One image's ŷ and the symbols decoded, from its strings and ẑ's shape."""
+        z_hat = self.entropy_bottleneck.decompress([z_string], shape)
+        z_symbols = self.entropy_bottleneck.quantize(z_hat, "symbols", self.entropy_bottleneck._get_medians())
+        decoder = RansDecoderQuantizer(self.gaussian_conditional, y_string)
+        y_hat, _, _ = self.code_slices(None, self.h_s(z_hat), decoder)
+        return y_hat, [z_symbols, *decoder.symbols]
+
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, Any]:
-        y_strings, z_strings = [], []
-        for image in x.split(1):
-            y = self.g_a(image)
-            z = self.h_a(y)
-            z_string = self.entropy_bottleneck.compress(z)
-            z_hat = self.entropy_bottleneck.decompress(z_string, z.shape[-2:])  # the decoder's ẑ, exactly
-            encoder = RansEncoderQuantizer(self.gaussian_conditional)
-            self.code_slices(y, self.h_s(z_hat), encoder)
-            y_strings.append(encoder.flush())
-            z_strings += z_string
-        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+        coded = [self.encode_image(image)[0] for image in x.split(1)]
+        return {"strings": [list(group) for group in zip(*coded)], "shape": (x.size(2) // 64, x.size(3) // 64)}
 
     @torch.no_grad()
     def decompress(self, strings: list, shape: tuple[int, int]) -> dict[str, Tensor]:
         y_strings, z_strings = strings
-        x_hats = []
-        for y_string, z_string in zip(y_strings, z_strings, strict=True):
-            z_hat = self.entropy_bottleneck.decompress([z_string], shape)
-            decoder = RansDecoderQuantizer(self.gaussian_conditional, y_string)
-            y_hat, _, _ = self.code_slices(None, self.h_s(z_hat), decoder)
-            x_hats.append(self.g_s(y_hat).clamp_(0, 1))
-        return {"x_hat": torch.cat(x_hats)}
+        y_hats = [self.decode_image(y, z, shape)[0] for y, z in zip(y_strings, z_strings, strict=True)]
+        return {"x_hat": torch.cat([self.g_s(y_hat).clamp_(0, 1) for y_hat in y_hats])}
 
 
 class MLICPlusPlus(PaddedCompressAIMixin, MLICPlusPlusModel):
-    """MLIC++ under mocodec's codec contract: any image size, ``shape`` is the image's."""
+    """MLIC++ under mocodec's codec contract: any image size, ``shape`` is the image's.
+
+    Float arithmetic only: its contexts (window and linear attention, GELU, tanh) have no
+    integer-exact form here, so its files are bound to the arithmetic that wrote them and say so
+    (:mod:`mocodec.codecs.arithmetic`); the strings are the official implementation's.
+    """
+
+    arithmetics = (FLOAT,)
+    arithmetic = FLOAT
+
+    def coded_forward(self, x: Tensor, arithmetic: Any) -> dict[str, Any]:
+        """Eval-mode ``forward`` codes as the coder does already (the same :meth:`code_slices`)."""
+        return MLICPlusPlusModel.forward(self, x)
+
+    def encode_image(self, x: Tensor, arithmetic: Any) -> tuple[list[bytes], list[Tensor]]:
+        return MLICPlusPlusModel.encode_image(self, x)
+
+    def decode_image(self, strings: list[bytes], padded: tuple[int, int], arithmetic: Any) -> tuple[Tensor, list[Tensor]]:
+        return MLICPlusPlusModel.decode_image(self, *strings, (padded[0] // 64, padded[1] // 64))
 
     @staticmethod
     def infer_kwargs(state_dict: dict[str, Tensor]) -> dict[str, int]:

@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="bitstream file to write")
     add_codec_arguments(parser)
     parser.add_argument("--quality", type=int, default=3, help="1-8 for learned codecs, 1-100 for jpeg/webp/avif")
+    parser.add_argument(
+        "--arithmetic",
+        choices=("exact", "float"),
+        default=None,
+        help="how a learned codec computes its entropy parameters: exact (default where the codec has it; the file "
+        "decodes on any machine) or float (CompressAI's coder; the file decodes only where it was written)",
+    )
     parser.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's bomb limit)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
 
@@ -27,8 +34,9 @@ def run(args: argparse.Namespace) -> None:
 
     out = check_writable(args.output, args.force)
     x, info = read_image(args.input, args.max_pixels or DEFAULT_MAX_PIXELS)
-    codec = load_codec(args.codec, args.quality, checkpoint=args.checkpoint, pretrained=args.pretrained)
+    codec = load_codec(args.codec, args.quality, checkpoint=args.checkpoint, pretrained=args.pretrained, arithmetic=args.arithmetic)
     data = bitstream.encode(codec, x, info)
     atomic_write_bytes(out, data)
     h, w = x.shape[-2:]
-    print(f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({args.codec} q{args.quality}, {w}x{h})")
+    arithmetic = f", {codec.arithmetic} arithmetic" if codec.arithmetic else ""
+    print(f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({args.codec} q{args.quality}, {w}x{h}{arithmetic})")
