@@ -119,13 +119,17 @@ def time_coder(coder: Coder, x: Tensor) -> tuple[float, float, list, Tensor]:
     return t1 - t0, time.perf_counter() - t1, strings, x_hat
 
 
-def measure(name: str, height: int, width: int, threads: int, repeats: int, official: Path | None) -> dict:
-    """Reference and mocodec, interleaved: medians of ``repeats`` after one warm-up pair."""
+def measure(name: str, height: int, width: int, threads: int, repeats: int, official: Path | None, arithmetic: str = "float") -> dict:
+    """Reference and mocodec, interleaved: medians of ``repeats`` after one warm-up pair.
+
+    ``arithmetic``: float (CompressAI's coder: the bytes of the references) or exact (mbt2018's
+    portable coder; MLIC++ has float only).
+    """
     from mocodec.codecs import load_codec
 
     torch.set_num_threads(threads)
     x = photo(height, width)
-    codec = load_codec(name, 3)  # seeded random weights
+    codec = load_codec(name, 3, arithmetic=arithmetic if name == "mbt2018" else None)  # seeded random weights
     codec.update(force=True)
     if name == "mbt2018":
         reference, reference_name = compressai_mbt2018(codec), "CompressAI 1.2.8"
@@ -177,6 +181,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--official-mlicpp", type=Path, help="the MLIC++ folder of a github.com/JiangWeibeta/MLIC checkout")
     parser.add_argument("--configs", nargs="+", help="only these rows, as codec:HxW (e.g. mbt2018:256x256)")
+    parser.add_argument(
+        "--arithmetic", default="float", choices=("float", "exact"), help="mbt2018's coding arithmetic (float: CompressAI's bytes)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # deprecation notices of torch, timm and the official code
     configs = [c for c in CONFIGS if not args.configs or f"{c[0]}:{c[1]}x{c[2]}" in args.configs]
@@ -185,7 +192,7 @@ def main() -> None:
     rows = []
     for threads in args.threads:
         for name, height, width in configs:
-            rows.append(measure(name, height, width, threads, args.repeats, args.official_mlicpp))
+            rows.append(measure(name, height, width, threads, args.repeats, args.official_mlicpp, args.arithmetic))
             print(f"measured {name} {height}x{width}, {threads} threads", file=sys.stderr, flush=True)
 
     import compressai

@@ -18,7 +18,12 @@ result) and exits non-zero if a step failed; the file says which. Steps:
 2. **training**: steps/s of the fast training config on the GPU under bf16-mixed, batch 16 of
    256 px crops of the embedded photographs;
 3. **ddp**: `torchrun --nproc-per-node N` of configs/train/ddp_example.yaml on the GPUs (NCCL),
-   a few steps, to show the DDP path runs.
+   a few steps, to show the DDP path runs;
+4. **portability**: files of the shipped codec written with the transforms on the CPU and decoded
+   with them on the GPU, and the other way round, in each arithmetic: files refused, how many of
+   those the entropy decoder would have decoded to other symbols (the latent check, recomputed),
+   and the largest pixel difference of a decoded file from the writer's own decode
+   (``--cpu-only``: 1 thread against 2).
 """
 
 from __future__ import annotations
@@ -182,6 +187,52 @@ def ddp_step(device: str, cpu_only: bool, out: Path) -> list[str]:
     return [f"- `{' '.join(cmd[1:])}`", f"- {gpus} process(es), {backend}, 4 steps: finished in {seconds:.1f} s (start-up included)"]
 
 
+def portability_step(device: str, cpu_only: bool) -> list[str]:
+    import skimage.data
+
+    from mocodec import bitstream
+    from mocodec.codecs import load_codec
+    from mocodec.errors import BitstreamError
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+    side = 128 if cpu_only else 512
+    images = [torch.from_numpy(p[:side, :side].copy()).permute(2, 0, 1).float().div(255) for p in photos]
+    other = device if device != "cpu" else "cpu"
+    lines = [
+        "| arithmetic | encode on | decode on | files | refused | of them, symbols differ | max pixel diff (of 255) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    threads = torch.get_num_threads()
+    for arithmetic in ("exact", "float"):
+        for source, target in ((("cpu", threads), (other, 1)), ((other, 1), ("cpu", threads))):
+            codecs = {}
+            for place, n in (source, target):
+                codecs[(place, n)] = load_codec("mbt2018-mean-small", 4, pretrained=True, arithmetic=arithmetic).to(place)
+            refused = differ = 0
+            largest = 0.0
+            for x in images:
+                torch.set_num_threads(source[1])
+                data = bitstream.encode(codecs[source], x)
+                written, _ = bitstream.decode(codecs[source], data)
+                torch.set_num_threads(target[1])
+                bs = bitstream.unpack(data)
+                try:
+                    decoded, _ = bitstream.decode(codecs[target], data)
+                except BitstreamError:
+                    refused += 1
+                    with bitstream.coding_arithmetic(codecs[target], bs):
+                        check = codecs[target].decompress([[s] for s in bs.strings], (bs.height, bs.width))["check"][0]
+                    differ += check != bs.check
+                    continue
+                largest = max(largest, (decoded - written).abs().max().item() * 255)
+            torch.set_num_threads(threads)
+            lines.append(
+                f"| {arithmetic} | {source[0]} ({source[1]} threads) | {target[0]} ({target[1]} threads) | {len(images)} | "
+                f"{refused} | {differ} | {largest:.2f} |"
+            )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.md"))
@@ -203,6 +254,7 @@ def main() -> int:
             ("sweep", lambda: sweep_step(device, args.cpu_only)),
             ("training", lambda: training_step(device, args.cpu_only, Path(tmp) / "train")),
             ("ddp", lambda: ddp_step(device, args.cpu_only, Path(tmp) / "ddp")),
+            ("portability", lambda: portability_step(device, args.cpu_only)),
         ):
             report += [f"## {title}", ""]
             try:

@@ -189,7 +189,9 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bitstream:
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).copy()
     if r.pos != len(r.data):
         raise BitstreamError(f"bitstream has {len(r.data) - r.pos} unexpected trailing bytes; the file is corrupted")
-    return Bitstream(codec, quality, weights_id, height, width, channels, bitdepth, strings, alpha, arithmetic, writer, threads, check, version)
+    return Bitstream(
+        codec, quality, weights_id, height, width, channels, bitdepth, strings, alpha, arithmetic, writer, threads, check, version
+    )
 
 
 def read_arithmetic(r: _Reader, version: int) -> tuple[str | None, bytes | None, int, int | None]:

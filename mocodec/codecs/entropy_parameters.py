@@ -9,12 +9,19 @@ and runs in either arithmetic (:mod:`mocodec.codecs.arithmetic` says what each p
   (:mod:`mocodec.codecs.exact`); latents that feed a network are carried in the fixed-point
   format (``ŷ·2^f``, integers in float64).
 
-Both are built per coding call from the codec's current weights, so they are never stale.
+Both are built per coding call from the codec's current weights; what a call does not use (a table,
+a network) is never built. What they derive from the weights (integer networks, tables in the
+coder's form) is kept on the codec between calls (:func:`derived`), keyed by the identity and
+in-place version of every tensor it comes from, so an optimiser step, ``load_state_dict``,
+``update()`` or ``.to()`` is never missed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Hashable
+from functools import cached_property
+from typing import TypeVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,6 +29,23 @@ from torch import Tensor, nn
 from mocodec.codecs import exact
 from mocodec.codecs.arithmetic import EXACT, FLOAT
 from mocodec.codecs.rans import RansTables, scale_indexes
+
+T = TypeVar("T")
+
+
+def weights_version(module: nn.Module) -> tuple:
+    """Identity, storage and in-place version of every parameter and buffer of ``module``: changes with any change to them."""
+    return tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(module.parameters(), module.buffers()))
+
+
+def derived(codec: nn.Module, source: nn.Module, key: Hashable, build: Callable[[], T]) -> T:
+    """``build()``, a function of ``source``'s weights, kept on ``codec`` until those weights change."""
+    cache = codec.__dict__.setdefault("_derived_from_weights", {})
+    version = weights_version(source)
+    hit = cache.get((id(source), key))
+    if hit is None or hit[0] != version:
+        hit = cache[(id(source), key)] = (version, build())
+    return hit[1]
 
 
 class FloatArithmetic:
@@ -31,11 +55,18 @@ class FloatArithmetic:
 
     def __init__(self, codec: nn.Module) -> None:
         self.codec = codec
-        self.bottleneck_tables = RansTables.of(codec.entropy_bottleneck)
-        gaussian = getattr(codec, "gaussian_conditional", None)
-        self.gaussian_tables = RansTables.of(gaussian) if gaussian is not None else None
         self.bottleneck_medians = codec.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
         self.masked_weights: dict[nn.Module, Tensor] = {}
+
+    @cached_property
+    def bottleneck_tables(self) -> RansTables:
+        bottleneck = self.codec.entropy_bottleneck
+        return derived(self.codec, bottleneck, "tables", lambda: RansTables.of(bottleneck))
+
+    @cached_property
+    def gaussian_tables(self) -> RansTables:
+        gaussian = self.codec.gaussian_conditional
+        return derived(self.codec, gaussian, "tables", lambda: RansTables.of(gaussian))
 
     def network(self, module: nn.Module) -> Callable[[Tensor], Tensor]:
         return module
@@ -69,17 +100,24 @@ class ExactArithmetic:
 
     def __init__(self, codec: nn.Module, fmt: exact.FixedPoint = exact.FORMAT) -> None:
         self.codec, self.fmt = codec, fmt
-        self.bottleneck_tables = exact.bottleneck_tables(codec.entropy_bottleneck)
-        gaussian = getattr(codec, "gaussian_conditional", None)
-        self.gaussian_tables = exact.gaussian_tables(float(gaussian.tail_mass), gaussian.entropy_coder_precision) if gaussian is not None else None
         device = codec.entropy_bottleneck.quantiles.device
         self.bottleneck_medians = exact.fixed_medians(codec.entropy_bottleneck, fmt).reshape(1, -1, 1, 1).to(device)
         self.networks: dict[nn.Module, exact.IntegerNetwork] = {}
 
+    @cached_property
+    def bottleneck_tables(self) -> RansTables:
+        bottleneck = self.codec.entropy_bottleneck
+        return derived(self.codec, bottleneck, "tables", lambda: exact.bottleneck_tables(bottleneck))
+
+    @cached_property
+    def gaussian_tables(self) -> RansTables:
+        gaussian = self.codec.gaussian_conditional
+        return exact.gaussian_tables(float(gaussian.tail_mass), gaussian.entropy_coder_precision)
+
     def network(self, module: nn.Module) -> exact.IntegerNetwork:
-        """``module`` on fixed-point integers (converted once per coding call)."""
+        """``module`` on fixed-point integers (converted once for its current weights)."""
         if module not in self.networks:
-            self.networks[module] = exact.IntegerNetwork(module, self.fmt)
+            self.networks[module] = derived(self.codec, module, self.fmt, lambda: exact.IntegerNetwork(module, self.fmt))
         return self.networks[module]
 
     def context_at(self, masked_conv: nn.Conv2d, crop: Tensor) -> Tensor:
@@ -102,8 +140,6 @@ class ExactArithmetic:
     def real(self, values: Tensor) -> Tensor:
         """The float32 values a fixed-point latent or parameter stands for (rounded once, the same everywhere)."""
         return self.fmt.to_real(values).float()
-
-
 
 
 def arithmetic_of(codec: nn.Module) -> FloatArithmetic | ExactArithmetic:

@@ -147,7 +147,9 @@ class IntegerConv:
         conv = self.conv
         with exact_kernels(a):
             if self.transposed:
-                acc = F.conv_transpose2d(a, self.weight, self.bias, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation)
+                acc = F.conv_transpose2d(
+                    a, self.weight, self.bias, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation
+                )
             else:
                 pad = conv.padding if padding is None else padding
                 acc = F.conv2d(a, self.weight, self.bias, conv.stride, pad, conv.dilation, conv.groups)

@@ -33,9 +33,9 @@ from mocodec.errors import ConfigError
 Arithmetic = ExactArithmetic | FloatArithmetic
 
 
-def channel_indexes(shape: tuple[int, ...]) -> Tensor:
+def channel_indexes(shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
     """The factorized prior's CDF row of every position of a 1 x C x H x W latent: its channel."""
-    return torch.arange(shape[1], dtype=torch.int32).view(1, -1, 1, 1).expand(shape)
+    return torch.arange(shape[1], dtype=torch.int32, device=device).view(1, -1, 1, 1).expand(shape)
 
 
 def padded_strings(strings: list[bytes], max_symbols: int) -> list[bytes]:
@@ -62,7 +62,6 @@ class PaddedCompressAIMixin(CodecIdentity):
         if self.training:
             out = super().forward(x)
         else:
-            self.ensure_entropy_tables()
             with torch.no_grad():
                 out = self.coded_forward(x, arithmetic_of(self))
         out["x_hat"] = out["x_hat"][..., :h, :w]
@@ -110,7 +109,7 @@ class PaddedCompressAIMixin(CodecIdentity):
 
     def decode_bottleneck(self, string: bytes, shape: tuple[int, int], arithmetic: Arithmetic) -> Tensor:
         tables = arithmetic.bottleneck_tables
-        return tables.decode(tables.decoder(string), channel_indexes((1, len(tables.cdfs), *shape)))
+        return tables.decode(tables.decoder(string), channel_indexes((1, len(tables.cdfs), *shape), arithmetic.bottleneck_medians.device))
 
     # --- one image of the hyperprior models (the factorized and autoregressive models override these)
 
@@ -146,7 +145,10 @@ class PaddedCompressAIMixin(CodecIdentity):
         return arithmetic.real(arithmetic.dequantize(y_symbols, means)), [y_symbols, z_symbols]
 
     def coded_forward(self, x: Tensor, arithmetic: Arithmetic) -> dict[str, Any]:
-        """Eval-mode ``forward``: the reconstruction the decoder computes, and the coded symbols' likelihoods."""
+        """Eval-mode ``forward``: the reconstruction the decoder computes, and the coded symbols' likelihoods.
+
+        It reads no CDF table, so validating a model in training never builds (soon stale) tables in it.
+        """
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
         _, z_likelihoods = self.entropy_bottleneck(z)
@@ -215,6 +217,8 @@ class JointAutoregressiveHierarchicalPriors(PaddedCompressAIMixin, cm.JointAutor
     context_kernel = 5
 
     def coded_forward(self, x: Tensor, arithmetic: Arithmetic) -> dict[str, Any]:
+        if arithmetic.name == FLOAT:
+            self.ensure_entropy_tables()  # CompressAI's serial pass reads the scale table (the exact one has its own)
         y = self.g_a(x)
         z = self.h_a(y)
         _, z_likelihoods = self.entropy_bottleneck(z)

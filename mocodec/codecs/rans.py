@@ -48,7 +48,7 @@ class RansTables:
         return decoder
 
     def decode(self, decoder: RansDecoder, indexes: Tensor) -> Tensor:
-        """The next ``indexes.numel()`` symbols of ``decoder``'s string, int32, the shape of ``indexes``."""
+        """The next ``indexes.numel()`` symbols of ``decoder``'s string, int32, the shape (and device) of ``indexes``."""
         # Only the rows these symbols use cross into C++: index i becomes its rank among them.
         rows, ranks = torch.unique(indexes, return_inverse=True)
         rows = rows.tolist()
@@ -58,7 +58,7 @@ class RansTables:
             [self.cdf_lengths[i] for i in rows],
             [self.offsets[i] for i in rows],
         )
-        return torch.tensor(symbols, dtype=torch.int32).view(indexes.shape)
+        return torch.tensor(symbols, dtype=torch.int32, device=indexes.device).view(indexes.shape)
 
 
 def scale_indexes(gaussian_conditional: GaussianConditional, scales: Tensor) -> Tensor:

@@ -339,7 +339,16 @@ class CodecModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_codec(checkpoint.get(CODEC_KEY), self.codec_record())
-        checkpoint["state_dict"].update(checkpoint.get(TRAINING_STATE_KEY, {}))
+        state = checkpoint["state_dict"]
+        state.update(checkpoint.get(TRAINING_STATE_KEY, {}))
+        # CDF tables have no fixed size: give the live entropy models' table buffers the checkpoint's shapes
+        # (CompressAI's own load_state_dict does this, but Lightning loads the whole module at once).
+        for name, module in self.codec.named_modules():
+            if isinstance(module, EntropyModel):
+                for buffer, _ in module.named_buffers(recurse=False):
+                    stored = state.get(f"codec.{name}.{buffer}")
+                    if stored is not None and stored.shape != getattr(module, buffer).shape:
+                        setattr(module, buffer, torch.empty_like(stored, device=getattr(module, buffer).device))
         self._resume_rng = checkpoint.get(RNG_KEY)
 
     def on_train_start(self) -> None:

@@ -23,7 +23,8 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = out.read_text()
     assert "FAILED" not in report
-    for section in ("## sweep", "## training", "## ddp"):
+    for section in ("## sweep", "## training", "## ddp", "## portability"):
         assert section in report
+    assert "| exact | cpu (2 threads) | cpu (1 threads) | 4 | 0 | 0 |" in report
     assert "| all on the CPU (today) | 246 |" in report  # 41 tiles x 6 rate points
     assert "gloo, 4 steps: finished" in report

@@ -37,9 +37,9 @@ from torch import nn
 from mocodec import bitstream
 from mocodec.codecs import create_codec
 from mocodec.codecs.base import pad_to_multiple
-from mocodec.codecs.rans import RansTables, scale_indexes
 from mocodec.codecs.layers import ANCHOR, NON_ANCHOR, CheckerboardWindowAttention, keep
 from mocodec.codecs.mlicpp import RansDecoderQuantizer, RansEncoderQuantizer
+from mocodec.codecs.rans import RansTables, scale_indexes
 from mocodec.utils.seeding import seeded
 
 TINY_MBT2018 = {"N": 8, "M": 12}

@@ -191,3 +191,65 @@ def test_float_arithmetic_is_refused_where_a_codec_has_only_one():
         load_codec("jpeg", 50, arithmetic="float")
     with pytest.raises(ConfigError, match="unknown arithmetic 'fixed'; use one of exact, float"):
         load_codec("mbt2018", 1, arithmetic="fixed")
+
+
+def exact_form_digest(codec) -> str:
+    """SHA-256 (16 hex digits) of everything the exact arithmetic derives: integer h_s, fixed medians, both tables."""
+    import hashlib
+    import json
+
+    from mocodec.codecs.entropy_parameters import ExactArithmetic
+
+    arithmetic = ExactArithmetic(codec)
+    digest = hashlib.sha256()
+    for layer in arithmetic.network(codec.h_s).layers:
+        for tensor in (getattr(layer, "weight", None), getattr(layer, "bias", None), getattr(layer, "rescale", None)):
+            if tensor is not None:
+                digest.update(tensor.cpu().double().numpy().tobytes())
+    digest.update(arithmetic.bottleneck_medians.cpu().numpy().tobytes())
+    for tables in (arithmetic.bottleneck_tables, arithmetic.gaussian_tables):
+        digest.update(json.dumps([tables.cdfs, tables.cdf_lengths, tables.offsets]).encode())
+    return digest.hexdigest()[:16]
+
+
+# Recorded on an AMD EPYC (AVX2) and checked there under ATEN_CPU_CAPABILITY=default, 1 thread and
+# ONEDNN_MAX_CPU_ISA=SSE41: the exact form is a function of the weights alone, so these hold on every machine.
+SHIPPED_EXACT_FORM = {1: "766a78741616f88d", 2: "656be687a30a00ac", 3: "76f074efbcf83fa1", 4: "7ab0e7c2ad469806"}
+
+
+@pytest.mark.parametrize("quality", sorted(SHIPPED_EXACT_FORM))
+def test_the_shipped_weights_exact_form_is_the_same_on_every_machine(quality):
+    assert exact_form_digest(load_codec("mbt2018-mean-small", quality, pretrained=True)) == SHIPPED_EXACT_FORM[quality]
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior", "mbt2018-mean", "mbt2018"])
+def test_compressai_s_largest_published_sizes_keep_every_weight_bit(name):
+    """At quality 8 (N=192, M=320: the widest fan-ins CompressAI publishes) no layer has to give weight bits up."""
+    from mocodec.codecs import create_codec
+
+    codec = create_codec(name, quality=8)
+    networks = [codec.h_s] + ([codec.context_prediction, codec.entropy_parameters] if name == "mbt2018" else [])
+    for network in networks:
+        for layer in IntegerNetwork(network).layers:
+            if hasattr(layer, "weight"):
+                peaks = (
+                    layer.weight.abs().flatten(1).amax(1) if not layer.transposed else layer.weight.abs().transpose(0, 1).flatten(1).amax(1)
+                )
+                assert (peaks > 2 ** (FORMAT.weight_bits - 2)).all()  # every channel's largest weight kept its top bit
+
+
+def test_the_exact_form_is_kept_until_the_weights_change_in_place():
+    """Converted once per weights; an in-place change (an optimiser step, load_state_dict) converts again."""
+    from mocodec.codecs.entropy_parameters import ExactArithmetic
+
+    codec = load_codec("mbt2018-mean", 1, N=8, M=12)
+    first = ExactArithmetic(codec).network(codec.h_s)
+    assert ExactArithmetic(codec).network(codec.h_s) is first
+    tables = ExactArithmetic(codec).bottleneck_tables
+    with torch.no_grad():
+        codec.h_s[0].weight.mul_(2)
+    second = ExactArithmetic(codec).network(codec.h_s)
+    assert second is not first and torch.equal(second.layers[0].weight, IntegerNetwork(codec.h_s).layers[0].weight)
+    assert ExactArithmetic(codec).bottleneck_tables is tables  # the bottleneck did not change
+    codec.load_state_dict(load_codec("mbt2018-mean", 1, N=8, M=12).state_dict())
+    assert ExactArithmetic(codec).bottleneck_tables is not tables

@@ -41,14 +41,18 @@ def check_rows(rows: list[dict]) -> None:
             assert row["reasons"] == ["this file's entropy parameters were computed in float arithmetic"], row
 
 
-def test_every_learned_codec_s_files_decode_under_other_threads_and_kernels(tmp_path):
-    """Every registry codec at test size, each arithmetic it has, two photo crops; 12 fresh processes (18 on AVX-512)."""
+@pytest.mark.parametrize("quick", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["4 environments", "whole matrix"])
+def test_every_learned_codec_s_files_decode_under_other_threads_and_kernels(tmp_path, quick):
+    """Every registry codec at test size, each arithmetic it has, two photo crops. The default suite decodes in 4 fresh
+    processes holding every value of each axis; the whole matrix (12 processes, 18 on AVX-512) is a slow test."""
     matrix = portability()
     written = matrix.write(tmp_path, matrix.tiny_jobs(), matrix.tiny_images())
-    rows = matrix.summarize(matrix.run_matrix(tmp_path), written)
+    rows = matrix.summarize(matrix.run_matrix(tmp_path, quick=quick), written)
     check_rows(rows)
     exact = {row["codec"] for row in rows if "(exact)" in row["codec"]}
-    assert exact == {f"{name} (exact)" for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018-mean-small", "mbt2018")}
+    assert exact == {
+        f"{name} (exact)" for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018-mean-small", "mbt2018")
+    }
     assert {"mlicpp (float)", "mlicpp-tiny (float)"} <= {row["codec"] for row in rows}
 
 
@@ -80,15 +84,21 @@ def decompress(capsys, source: Path, target: Path) -> tuple[int, str]:
 
 
 def test_a_float_file_of_other_arithmetic_is_refused_and_nothing_is_written(tmp_path, photo, capsys):
-    assert main(["compress", str(photo), str(tmp_path / "a.moc"), "--codec", "mbt2018-mean", "--quality", "1", "--arithmetic", "float"]) == 0
+    assert (
+        main(["compress", str(photo), str(tmp_path / "a.moc"), "--codec", "mbt2018-mean", "--quality", "1", "--arithmetic", "float"]) == 0
+    )
     assert "float arithmetic" in capsys.readouterr().out
     bs = bitstream.unpack((tmp_path / "a.moc").read_bytes())
     bs.writer = b"\xff" * 4  # the fingerprint of another CPU kind, kernel set, torch version or GPU
     (tmp_path / "b.moc").write_bytes(bitstream.pack(bs))
     code, err = decompress(capsys, tmp_path / "b.moc", tmp_path / "b.png")
     assert code == 2 and err.count("\n") == 0
-    assert err.startswith("mocodec: error: this file's entropy parameters were computed in float arithmetic (--arithmetic float was asked for)")
-    assert err.endswith("decode it where it was written (same torch, CompressAI and CPU kind or GPU), or re-encode it with --arithmetic exact")
+    assert err.startswith(
+        "mocodec: error: this file's entropy parameters were computed in float arithmetic (--arithmetic float was asked for)"
+    )
+    assert err.endswith(
+        "decode it where it was written (same torch, CompressAI and CPU kind or GPU), or re-encode it with --arithmetic exact"
+    )
     assert not (tmp_path / "b.png").exists()
     assert decompress(capsys, tmp_path / "a.moc", tmp_path / "a.png")[0] == 0  # the untouched file decodes here
 

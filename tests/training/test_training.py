@@ -410,3 +410,18 @@ def test_bf16_mixed_falls_back_to_fp32_only_on_cpus_without_native_bf16(monkeypa
         assert train_cli.effective_precision(precision, accelerator) == expected
     fell_back = [w for w in caught if "no native bfloat16" in str(w.message)]
     assert len(fell_back) == (expected != precision)
+
+
+def test_a_checkpoint_whose_live_codec_held_tables_resumes_into_a_fresh_module():
+    """Tables built in the training codec (a float mbt2018 validation builds them) are saved as training values; a fresh
+    module, whose table buffers are empty, takes them anyway (Lightning loads the whole module, not CompressAI's method)."""
+    torch.manual_seed(0)
+    trained = CodecModule("mbt2018", 1, {"N": 8, "M": 12})
+    trained.codec.update(force=True)
+    checkpoint = {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(checkpoint)
+    fresh = CodecModule("mbt2018", 1, {"N": 8, "M": 12})
+    assert fresh.codec.gaussian_conditional._quantized_cdf.numel() == 0
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert torch.equal(fresh.codec.gaussian_conditional._quantized_cdf, trained.codec.gaussian_conditional._quantized_cdf)
