@@ -8,6 +8,7 @@ declared in :mod:`mocodec.codecs.zoo`, which imports their architectures when on
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -21,7 +22,18 @@ from mocodec.registry import canonical_name
 from mocodec.utils.seeding import portable_init
 from mocodec.weights import fetch_url, file_digest, load_checkpoint
 
-__all__ = ["CODECS", "register_codec", "create_codec", "load_codec", "list_codecs", "is_classic", "codec_state"]
+__all__ = [
+    "CODECS",
+    "register_codec",
+    "create_codec",
+    "load_codec",
+    "list_codecs",
+    "is_classic",
+    "codec_state",
+    "quality_range",
+    "default_quality",
+    "sweep_qualities",
+]
 
 # Key under which mocodec checkpoints (exports and Lightning checkpoints) record the architecture.
 CODEC_KEY = "mocodec_codec"
@@ -33,6 +45,26 @@ def list_codecs() -> list[str]:
 
 def is_classic(name: str) -> bool:
     return bool(CODECS.meta(name).get("classic", False))
+
+
+def quality_range(name: str) -> range:
+    """The qualities codec ``name`` has (declared by its registry entry)."""
+    return CODECS.meta(name)["qualities"]
+
+
+def default_quality(name: str) -> int:
+    """The quality codec ``name`` is built at when none is given (its factory's default)."""
+    return int(inspect.signature(CODECS.get(name)).parameters["quality"].default)
+
+
+def sweep_qualities(name: str, points: int | None = None) -> list[int]:
+    """A sweep's default rate points for ``name``: its declared sweep (classic codecs) or all its qualities,
+    or ``points`` of them spread evenly from the lowest to the highest."""
+    meta = CODECS.meta(name)
+    qualities = list(meta.get("sweep", quality_range(name)))
+    if points is None or points >= len(qualities):
+        return qualities
+    return sorted({qualities[round(i * (len(qualities) - 1) / (points - 1))] for i in range(points)})
 
 
 def create_codec(name: str, **kwargs: Any) -> nn.Module:

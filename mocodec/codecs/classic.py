@@ -75,16 +75,21 @@ class ClassicCodec(CodecIdentity, nn.Module):
         return False
 
 
-@register_codec(classic=True)
+# Classic codecs take their format's 1-100 quality knob; a sweep's default rate points span it.
+CLASSIC_QUALITIES = range(1, 101)
+CLASSIC_SWEEP = (5, 10, 20, 30, 50, 75, 95)
+
+
+@register_codec(classic=True, qualities=CLASSIC_QUALITIES, sweep=CLASSIC_SWEEP)
 def jpeg(quality: int = 75):
     return ClassicCodec("jpeg", "JPEG", quality)
 
 
-@register_codec(classic=True)
+@register_codec(classic=True, qualities=CLASSIC_QUALITIES, sweep=CLASSIC_SWEEP)
 def webp(quality: int = 75):
     return ClassicCodec("webp", "WEBP", quality, {"method": 4})
 
 
-@register_codec(classic=True)
+@register_codec(classic=True, qualities=CLASSIC_QUALITIES, sweep=CLASSIC_SWEEP)
 def avif(quality: int = 75):
     return ClassicCodec("avif", "AVIF", quality, {"speed": 6})

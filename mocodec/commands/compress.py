@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="image file (PNG, JPEG, WebP, ...)")
     parser.add_argument("output", help="bitstream file to write")
     add_codec_arguments(parser)
-    parser.add_argument("--quality", type=int, default=3, help="1-8 for learned codecs, 1-100 for jpeg/webp/avif")
+    parser.add_argument(
+        "--quality", type=int, default=None, help="the codec's quality (`mocodec list` gives each codec's range; default: the codec's own)"
+    )
     parser.add_argument(
         "--arithmetic",
         choices=("exact", "float"),
@@ -28,15 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from mocodec import bitstream
-    from mocodec.codecs import load_codec
+    from mocodec.codecs import default_quality, load_codec
     from mocodec.data.io import DEFAULT_MAX_PIXELS, read_image
     from mocodec.files import atomic_write_bytes, check_writable
 
     out = check_writable(args.output, args.force)
     x, info = read_image(args.input, args.max_pixels or DEFAULT_MAX_PIXELS)
-    codec = load_codec(args.codec, args.quality, checkpoint=args.checkpoint, pretrained=args.pretrained, arithmetic=args.arithmetic)
+    quality = args.quality if args.quality is not None else default_quality(args.codec)
+    codec = load_codec(args.codec, quality, checkpoint=args.checkpoint, pretrained=args.pretrained, arithmetic=args.arithmetic)
     data = bitstream.encode(codec, x, info)
     atomic_write_bytes(out, data)
     h, w = x.shape[-2:]
     arithmetic = f", {codec.arithmetic} arithmetic" if codec.arithmetic else ""
-    print(f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({args.codec} q{args.quality}, {w}x{h}{arithmetic})")
+    print(f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({args.codec} q{codec.quality}, {w}x{h}{arithmetic})")

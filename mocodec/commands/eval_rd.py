@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", default=None, help="trained weights: one rate point (a glob of several files: one point each)")
     parser.add_argument("--pretrained", action="store_true", help="use the published weights (downloaded once, cached)")
-    parser.add_argument("--qualities", default=None, help="e.g. 1-8 (the default for learned codecs), or 10,30,50 for jpeg/webp/avif")
+    parser.add_argument(
+        "--qualities",
+        default=None,
+        help="e.g. 1-4 or 10,30,50 (default: every quality a learned codec has, a classic codec's 5,10,20,30,50,75,95)",
+    )
     parser.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
     parser.add_argument(
         "--out",

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="[KEY=]LIST",
         help="rate points, e.g. jpeg=10,30,50 or 1-8; KEY is a curve label, a codec name, 'classic' or 'learned' "
-        "(defaults: classic 5,10,20,30,50,75,95; learned 1-8; checkpoints: their own)",
+        "(defaults: each codec's own: classic 5,10,20,30,50,75,95, learned every quality it has (`mocodec list`); checkpoints: theirs)",
     )
     parser.add_argument(
         "--dataset",

@@ -13,11 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mocodec.codecs import list_codecs, shipped
+    from mocodec.codecs import list_codecs, quality_range, shipped
     from mocodec.losses import list_distortions
     from mocodec.tasks import list_tasks
 
-    print("codecs:      " + ", ".join(list_codecs()))
+    print("codecs:      " + ", ".join(f"{name} ({quality_range(name)[0]}-{quality_range(name)[-1]})" for name in list_codecs()))
     print("distortions: " + ", ".join(list_distortions()))
     print("tasks:       " + ", ".join(list_tasks()))
     weights = [f"{name} quality {', '.join(entries)}" for name, entries in shipped.manifest().items()]

@@ -11,7 +11,8 @@ and a series of them is a curve (``mse=ckpt:runs/mse/*.ckpt``). Command line syn
 A ``LABEL=`` prefix names a curve (default: the codec name, or the checkpoint's file
 stem). ``--qualities [KEY=]LIST`` is looked up by the curve's label, then its codec
 name, then its family (``classic`` for JPEG/WebP/AVIF, ``learned``), then a bare LIST;
-the defaults are :data:`DEFAULT_QUALITIES`. Checkpoint curves take their points from
+the default is the codec's own (:func:`mocodec.codecs.sweep_qualities`: every quality a
+learned codec has, a classic codec's declared sweep). Checkpoint curves take their points from
 their files (the quality recorded in each), never from ``--qualities``.
 """
 
@@ -27,10 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mocodec.codecs import sweep_qualities
 from mocodec.errors import ConfigError
 from mocodec.evaluation.coding import CodecSpec, parse_qualities
 
-DEFAULT_QUALITIES = {"classic": "5,10,20,30,50,75,95", "learned": "1-8"}
 _LABEL = re.compile(r"([\w.+-]+)=(.+)")  # "LABEL=codec"; a label has no ':' or '/', so paths never match
 
 
@@ -110,7 +111,7 @@ def plan_curves(codecs: Sequence[str], qualities: Sequence[str] = ()) -> list[Cu
             label = label or spec.label
             keys = (label.lower(), spec.name.lower(), _family(spec), None)
             chosen = next((by_key[k] for k in keys if k in by_key), None)
-            qs = chosen or parse_qualities(DEFAULT_QUALITIES[_family(spec)])
+            qs = chosen or sweep_qualities(spec.name)
             points = tuple(RatePoint(label, str(q), spec, q) for q in qs)
         if any(c.label == label for c in curves):
             raise ConfigError(f"two curves are labelled '{label}'; name them, e.g. --codecs a={text}")
@@ -130,4 +131,4 @@ def load_codecs(curves: Sequence[Curve], device: str | torch.device = "cpu") -> 
     return {p: p.load().to(device) for c in curves for p in c.points}
 
 
-__all__ = ["Curve", "RatePoint", "DEFAULT_QUALITIES", "plan_curves", "load_codecs", "point_identity"]
+__all__ = ["Curve", "RatePoint", "plan_curves", "load_codecs", "point_identity"]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from mocodec.codecs import CODECS, is_classic, load_codec
+from mocodec.codecs import CODECS, is_classic, load_codec, sweep_qualities
 from mocodec.errors import ConfigError
 from mocodec.evaluation.coding import CodecSpec, code_image, parse_qualities
 from mocodec.registry import Registry
@@ -149,7 +149,7 @@ def avif(levels: Sequence[int] = (10, 25, 40, 55, 70)) -> DistortionFamily:
 
 
 DEFAULT_FAMILIES = ("jpeg", "webp", "avif", "gaussian-blur", "gaussian-noise", "resample", "contrast", "colour-shift")
-LEARNED_QUALITIES = (1, 3, 5, 8)
+LEARNED_POINTS = 4  # a learned codec's default levels: four of its qualities, lowest to highest
 
 
 def _parse_levels(text: str, spec: str) -> list[float]:
@@ -189,4 +189,5 @@ def create_family(spec: str) -> DistortionFamily:
             f"learned codec '{codec.name}' has random weights offline; give ckpt:PATH (a trained checkpoint) "
             f"or {codec.name}@pretrained (published weights)"
         )
-    return CodecFamily(codec, parse_qualities(levels_text) if levels_text else LEARNED_QUALITIES, name=codec.name)
+    levels = parse_qualities(levels_text) if levels_text else sweep_qualities(codec.name, LEARNED_POINTS)
+    return CodecFamily(codec, levels, name=codec.name)
