@@ -22,4 +22,4 @@ def print_entries(doc: Mapping[str, Any]) -> None:
     if doc["skipped"]:
         print(f"skipped {len(doc['skipped'])} unreadable image(s):", file=sys.stderr)
         for s in doc["skipped"]:
-            print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+            print(f"  {s['id']}: {s['reason']}", file=sys.stderr)

@@ -7,11 +7,11 @@ exactly and an interrupted sweep resumed::
     {
       "mocodec": "results", "version": 3,
       "task": {"name": "fidelity"} | {"name": "classification", "model": "efficientnet-lite0", "weights": "pretrained"},
-      "dataset": {"root": "path" | null, "options": {...}, "num_samples": 45},
+      "dataset": {"name": "kodak", "num_samples": 24, "digest": "16 hex digits", "options": {...}},   # mocodec.data.samples.dataset_identity
       "fidelity": ["psnr-rgb", "ms-ssim"],                      # what every record measured of the decoded image
       "metrics": {"psnr-rgb": {"label", "higher_is_better", "reference", "per_image"}, ...,   # fidelity, then the task's
                   "agreement": {...}},
-      "skipped": [{"id", "path", "reason"}],                    # unreadable images, retried on resume
+      "skipped": [{"id", "reason"}],                            # unreadable images, retried on resume
       "entries": [
         {"name": "jpeg", "description": "...", "codec": "jpeg",
          "points": {"10": {"codec": "jpeg", "quality": 10, "weights": "0000000000000000"}, ...},
@@ -67,6 +67,14 @@ def new_document(
     }
 
 
+def recorded_by_path(stored: Mapping[str, Any] | None, expected: Mapping[str, Any], root: str | Path | None) -> bool:
+    """Whether ``stored`` is the older record of ``expected``'s dataset: by absolute folder (``root``), count and options."""
+    if not stored or "root" not in stored or "digest" in stored:
+        return False
+    here = str(Path(root).resolve()) if root is not None else None
+    return (stored["root"], stored.get("num_samples"), stored.get("options")) == (here, expected["num_samples"], expected["options"])
+
+
 def task_metric_names(doc: Mapping[str, Any]) -> list[str]:
     """The task's metrics of a document (its ``metrics`` without the fidelity ones)."""
     return [m for m in doc["metrics"] if m not in FIDELITY]
@@ -84,11 +92,13 @@ class Results:
                 self._done[(e["name"], r["point"])].add(r["id"])
 
     @classmethod
-    def open(cls, path: str | Path, expected: Mapping[str, Any], force: bool = False) -> Results:
+    def open(cls, path: str | Path, expected: Mapping[str, Any], force: bool = False, root: str | Path | None = None) -> Results:
         """Resume ``path`` if it holds a sweep of the same task, dataset and fidelity metrics; else a new document.
 
         ``expected``: the new document (:func:`new_document`). A file of anything else is
-        refused unless ``force``.
+        refused unless ``force``. ``root``: the dataset's folder, which a file written before
+        datasets were identified by digest recorded instead (it is resumed if that is the same
+        folder with as many images and the same options, and then records the digest).
         """
         path = Path(path)
         if force or not path.exists():
@@ -104,6 +114,8 @@ class Results:
                 f"{path} holds records of the fidelity metrics {','.join(doc['fidelity']) or 'none'}; "
                 f"pass --fidelity {','.join(doc['fidelity']) or 'none'} to resume it, --force to overwrite it, or choose another --out"
             )
+        if recorded_by_path(doc.get("dataset"), expected["dataset"], root):
+            doc["dataset"] = dict(expected["dataset"])
         for key in ("task", "dataset"):
             if doc.get(key) != expected[key]:
                 raise OutputExistsError(
@@ -248,7 +260,7 @@ def _from_eval_rd(doc: dict[str, Any]) -> dict[str, Any]:
     records = [{"id": r["image"], "point": str(r["quality"]), **{k: v for k, v in r.items() if k != "image"}} for r in doc["per_image"]]
     name = str(doc.get("name", "?"))
     points = {str(q): {"codec": name, "quality": q, "weights": "unknown"} for q in sorted({r["quality"] for r in records})}
-    skipped = [{"id": Path(p).name, "path": p, "reason": why} for p, why in doc.get("skipped", [])]
+    skipped = [{"id": Path(p).name, "reason": why} for p, why in doc.get("skipped", [])]
     entry = {
         "name": name,
         "description": doc.get("description", ""),
@@ -262,7 +274,7 @@ def _from_eval_rd(doc: dict[str, Any]) -> dict[str, Any]:
         "mocodec": FORMAT,
         "version": VERSION,
         "task": {"name": "fidelity"},
-        "dataset": {"root": None, "options": {}, "num_samples": len(ids) + len(skipped)},
+        "dataset": {"name": None, "num_samples": len(ids) + len(skipped), "digest": None, "options": {}},  # not recorded then
         "fidelity": fidelity,
         "metrics": {m: FIDELITY[m].meta() for m in fidelity},
         "skipped": skipped,

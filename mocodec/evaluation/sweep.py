@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mocodec.codecs.base import device_of
 from mocodec.data.io import list_images, read_image
+from mocodec.data.samples import dataset_identity
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image, quantize_8bit
 from mocodec.evaluation.metrics import FIDELITY, fidelity_records, metric_table
@@ -143,7 +144,8 @@ class CodingStage(Dataset):
         try:
             x, info = read_image(sample.path)
         except ImageReadError as exc:
-            return _Coded(sample, None, [], {"id": sample.id, "path": str(sample.path), "reason": str(exc)})
+            # The sample's id, not its absolute path: a results file says nothing about the machine that wrote it.
+            return _Coded(sample, None, [], {"id": sample.id, "reason": str(exc).replace(str(sample.path), sample.id)})
         estimate = "bpp-estimated" in self.fidelity
         points = []
         for point in todo:
@@ -294,7 +296,8 @@ def run_sweep(
             "coding workers run on the CPU: with the codecs on a GPU keep --workers 0 "
             "(the GPU runs the transforms, this process the entropy coding)"
         )
-    where = results.doc["dataset"].get("root") or "its offline default set"
+    dataset = results.doc["dataset"]
+    where = f"{dataset['name']} ({dataset['num_samples']} images, digest {dataset['digest']})"
     for curve in curves:
         results.entry(
             curve.label,
@@ -362,15 +365,14 @@ def evaluate(
     check_options(task.dataset, options, f"the {task.name} dataset")
     samples = task.dataset(dataset, **options)
     codecs = load_codecs(curves, codec_device)
-    root = str(Path(dataset).resolve()) if dataset is not None else None  # the same folder from any working directory
-    info = {"root": root, "options": options, "num_samples": len(samples)}  # of the whole dataset, shard or not
+    info = dataset_identity(samples, dataset, options)  # of the whole dataset, shard or not
     expected = new_document(task.identity(), info, list(fidelity), task_metrics(task))
     if shard is not None:
         samples = shard.select(samples, key=lambda s: s.id)
     if shard is not None and resume_from is not None and not force and not Path(out).exists() and Path(resume_from).is_file():
-        results = Results(restrict(Results.open(resume_from, expected).doc, {s.id for s in samples}))
+        results = Results(restrict(Results.open(resume_from, expected, root=dataset).doc, {s.id for s in samples}))
     else:
-        results = Results.open(out, expected, force)
+        results = Results.open(out, expected, force, root=dataset)
     wanted = shard.as_dict() if shard is not None else None
     if results.num_records() and results.doc.get(SHARD_KEY) != wanted:
         held = results.doc.get(SHARD_KEY)

@@ -41,6 +41,15 @@ BD_COLUMNS = (
 )
 
 
+def describe_dataset(dataset: dict) -> str:
+    """A results file's dataset in words: its name, options and digest (an older file's folder as it recorded it)."""
+    if "root" in dataset:  # written before datasets were identified by digest
+        return dataset["root"] or "tiles of the held-out embedded photographs"
+    name = "tiles of the held-out embedded photographs" if dataset["name"] == "default" else f"`{dataset['name']}`"
+    options = ", ".join(f"{k} {v}" for k, v in dataset.get("options", {}).items())
+    return f"{name}{', ' + options if options else ''}, digest {dataset['digest']}"
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if math.isfinite(value) else "n/a"
 
@@ -198,7 +207,7 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
             f"## Task `{analysis['task']}`: {ident['name']} judged by {ident.get('model', '?')} (weights: {ident.get('weights', '?')})",
             "",
         ]
-        facts = [f"{analysis['num_images']} images ({analysis['dataset'].get('root') or 'tiles of the held-out embedded photographs'})"]
+        facts = [f"{analysis['num_images']} images ({describe_dataset(analysis['dataset'])})"]
         facts += [f"{m} on the originals {v:.3f}" for m, v in analysis["reference"].items()]
         lines += [
             "- " + "; ".join(facts) + ".",

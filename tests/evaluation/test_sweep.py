@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 from unittest.mock import Mock
@@ -113,7 +114,8 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
     assert list(doc) == ["mocodec", "version", "task", "dataset", "fidelity", "metrics", "skipped", "entries"]
     assert (doc["mocodec"], doc["version"], doc["fidelity"]) == ("results", 3, ["psnr-rgb", "ms-ssim"])
     assert doc["task"] == {"name": "classification", "model": "test_efficientnet", "weights": "random"}
-    assert doc["dataset"] == {"root": str(images.resolve()), "options": {}, "num_samples": 6}
+    assert doc["dataset"] == {"name": "images", "num_samples": 6, "digest": doc["dataset"]["digest"], "options": {}}
+    assert re.fullmatch(r"[0-9a-f]{16}", doc["dataset"]["digest"]) and str(tmp_path) not in out.read_text()  # no absolute path
     assert doc["metrics"]["kl"] == {
         "label": "KL(p_original || p_decoded) [nats]",
         "higher_is_better": False,
@@ -375,7 +377,7 @@ def test_cli_default_dataset(cli, tmp_path, monkeypatch):
     run = cli("eval-task", "--model", "test_efficientnet", "--random-init", "--codecs", "jpeg", "--qualities", "30", "--out", str(out))
     assert run.returncode == 0, run.stderr
     doc = json.loads(out.read_text())
-    assert doc["dataset"] == {"root": None, "options": {}, "num_samples": 62}
+    assert {k: v for k, v in doc["dataset"].items() if k != "digest"} == {"name": "default", "num_samples": 62, "options": {}}
     assert doc["entries"][0]["results"]["num_images"] == [62]
     assert len(list((tmp_path / "cache").rglob("*.png"))) == 62
 
@@ -548,3 +550,28 @@ def test_a_killed_coding_worker_is_one_line_and_the_rerun_resumes(tmp_path, imag
     coded, _ = _counted(monkeypatch, judge)
     done = evaluate(judge, plan_curves(["jpeg"], ["20"]), out, images, chunk_size=1)
     assert coded.call_count == 5 - len(kept) and done.entries[0]["results"]["num_images"] == [5]
+
+
+def test_the_dataset_is_identified_by_name_count_and_content_not_by_path(tmp_path, images, judge):
+    """A copy of the same images elsewhere has the same identity; a changed image does not; a file of the older
+    format (the absolute folder) resumes from the same folder and then records the digest."""
+    import shutil
+
+    from mocodec.data.samples import dataset_identity
+
+    copy = tmp_path / "elsewhere" / "images"
+    shutil.copytree(images, copy)
+    here, there = (dataset_identity(judge.dataset(root), root, {}) for root in (images, copy))
+    assert here == there and here["name"] == "images" and here["num_samples"] == 6
+    (copy / "tile0.png").write_bytes((copy / "tile1.png").read_bytes())
+    assert dataset_identity(judge.dataset(copy), copy, {})["digest"] != here["digest"]
+
+    out = tmp_path / "old.json"
+    evaluate(judge, plan_curves(["jpeg"], ["30"]), out, images)
+    doc = json.loads(out.read_text())
+    doc["dataset"] = {"root": str(images.resolve()), "options": {}, "num_samples": 6}  # as files recorded it before
+    doc["entries"][0]["per_image"] = doc["entries"][0]["per_image"][:2]
+    out.write_text(json.dumps(doc))
+    evaluate(judge, plan_curves(["jpeg"], ["30"]), out, images)
+    resumed = json.loads(out.read_text())
+    assert resumed["dataset"] == here and len(resumed["entries"][0]["per_image"]) == 5  # 5 readable images, one broken
