@@ -22,8 +22,9 @@ from typing import Any
 from torch import Tensor
 
 from mocodec.errors import ConfigError
+from mocodec.evaluation.msssim import MSSSIMReference
 from mocodec.losses.mse import psnr
-from mocodec.losses.msssim import msssim, window_for
+from mocodec.losses.msssim import window_for
 
 RATE = "bpp"
 
@@ -94,25 +95,30 @@ def parse_fidelity(names: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(n for n in FIDELITY if n in items)
 
 
-def fidelity_records(decoded: Tensor, originals: Tensor, metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """Per-image fidelity of decoded 8-bit images (N x 3 x H x W in [0, 1]) against their originals.
+class FidelityMeter:
+    """The fidelity metrics of one original's decoded versions; what depends on the original alone is computed once.
 
-    MS-SSIM takes the largest window that fits (``msssim_window`` records it); images
-    with a side under 33 px get None.
+    MS-SSIM takes the largest window that fits (``msssim_window`` records it) and is computed
+    by :mod:`mocodec.evaluation.msssim` (pytorch_msssim's values, the original's half reused at
+    every rate point); images with a side under 33 px get None.
     """
-    n = decoded.shape[0]
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    if "psnr-rgb" in metrics:
-        for record, value in zip(out, psnr(decoded, originals).tolist()):
-            record["psnr-rgb"] = value
-    if "ms-ssim" in metrics:
-        h, w = originals.shape[-2:]
+
+    def __init__(self, original: Tensor, metrics: Sequence[str]) -> None:
+        self.original, self.metrics = original, tuple(metrics)
+        h, w = original.shape[-2:]
         fits = min(h, w) >= MSSSIM_MIN_SIDE
-        values = msssim(decoded, originals).tolist() if fits else [None] * n
-        for record, value in zip(out, values):
-            record["ms-ssim"] = value
-            record["msssim_window"] = window_for(h, w) if fits else None
-    return out
+        self.window = window_for(h, w) if fits else None
+        self.msssim = MSSSIMReference(original[None]) if "ms-ssim" in self.metrics and fits else None
+
+    def measure(self, decoded: Tensor) -> dict[str, Any]:
+        """The metrics of one decoded 8-bit image (3 x H x W in [0, 1]) against the original."""
+        record: dict[str, Any] = {}
+        if "psnr-rgb" in self.metrics:
+            record["psnr-rgb"] = float(psnr(decoded[None], self.original[None])[0])
+        if "ms-ssim" in self.metrics:
+            record["ms-ssim"] = float(self.msssim.score(decoded[None])[0]) if self.msssim is not None else None
+            record["msssim_window"] = self.window
+        return record
 
 
 def metric_table(metrics: Iterable[Metric]) -> dict[str, dict[str, Any]]:
@@ -125,4 +131,4 @@ def direction(meta: Mapping[str, Any] | None, default: bool = True) -> bool:
     return bool(meta.get("higher_is_better", default)) if meta else default
 
 
-__all__ = ["Metric", "mean", "CODING", "FIDELITY", "RATE", "parse_fidelity", "fidelity_records", "metric_table", "direction"]
+__all__ = ["Metric", "mean", "CODING", "FIDELITY", "RATE", "parse_fidelity", "FidelityMeter", "metric_table", "direction"]

@@ -51,7 +51,7 @@ from mocodec.data.io import list_images, read_image
 from mocodec.data.samples import dataset_identity
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image, quantize_8bit
-from mocodec.evaluation.metrics import FIDELITY, fidelity_records, metric_table
+from mocodec.evaluation.metrics import FIDELITY, FidelityMeter, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
 from mocodec.evaluation.results import SHARD_KEY, Results, Summarize, merge_documents, new_document, read_document, restrict, write_results
 from mocodec.evaluation.shards import Shard, launch
@@ -147,11 +147,12 @@ class CodingStage(Dataset):
             # The sample's id, not its absolute path: a results file says nothing about the machine that wrote it.
             return _Coded(sample, None, [], {"id": sample.id, "reason": str(exc).replace(str(sample.path), sample.id)})
         estimate = "bpp-estimated" in self.fidelity
+        meter = FidelityMeter(x, self.fidelity)
         points = []
         for point in todo:
             coded = code_image(self.codecs[point], x, info, estimate=estimate)
             decoded = quantize_8bit(coded.x_hat)
-            (measured,) = fidelity_records(decoded[None], x[None], self.fidelity)
+            measured = meter.measure(decoded)
             record = {
                 "id": sample.id,
                 "point": point.point,
