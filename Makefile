@@ -10,7 +10,7 @@ OUT ?= outputs/demo
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,detect,vlm]'
+	$(PY) -m pip install -q -e '.[dev,detect,vlm,anchors]'
 	touch $(STAMP)
 
 install: $(STAMP)

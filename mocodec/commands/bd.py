@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-points", type=int, default=None, help="points each curve needs (default 4: fewer makes a curve of straight segments)"
     )
+    parser.add_argument("--plot", default=None, help="also draw the curves compared (.png/.pdf/.svg); published curves dashed")
+    parser.add_argument("--max-bpp", type=float, default=None, help="with --plot: clip the rate axis at this bpp")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> None:
         False if args.lower_is_better else (higher if higher is not None else True),
         args.min_points,
     )
+    if args.plot:
+        from mocodec.evaluation.plots import plot_curves
+
+        print(f"figure: {plot_curves(entries, args.metric, args.plot, max_rate=args.max_bpp)}")
 
 
 def print_bd_table(

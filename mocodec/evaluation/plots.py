@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mocodec.errors import ConfigError
-from mocodec.evaluation.metrics import CODING, RATE
+from mocodec.evaluation.metrics import CODING, FIDELITY, RATE
 from mocodec.files import atomic_write_bytes
 
 RATE_LABEL = CODING[0].label
@@ -149,6 +149,39 @@ def plot_results(
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
+    return _save(plt, fig, out)
+
+
+def plot_curves(
+    entries: Sequence[dict[str, Any]],
+    metric: str,
+    out: str | Path,
+    ylabel: str | None = None,
+    max_rate: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """One panel: ``metric`` against the rate for every curve (``mocodec bd --plot``).
+
+    Curves measured per image (mocodec results) are solid; published curves, means only
+    (CompressAI-schema files), are dashed. ``max_rate`` clips the rate axis (published
+    curves often run to rates no comparison uses).
+    """
+    if not any(_points(e, RATE, metric) for e in entries):
+        raise ConfigError(f"no curve has values of {metric} to plot")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    measured = [e for e in entries if "per_image" in e]
+    published = [e for e in entries if "per_image" not in e]
+    label = ylabel or (FIDELITY[metric].label if metric in FIDELITY else metric)
+    _draw(ax, measured, RATE, metric, RATE_LABEL, label, dashed=published)
+    if max_rate is not None:
+        ax.set_xlim(0, max_rate)
+        shown = [m for e in entries for r, m in _points(e, RATE, metric) if r <= max_rate]
+        if shown:
+            pad = 0.03 * (max(shown) - min(shown) or 1.0)
+            ax.set_ylim(min(shown) - pad, max(shown) + pad)
+    if title or (measured and published):
+        ax.set_title(title or "solid: measured by mocodec; dashed: published curves (means only)", fontsize=10)
     return _save(plt, fig, out)
 
 
