@@ -44,6 +44,8 @@ HEAVY = {
     "pytorch_lightning",
     "lightning",
     "wandb",
+    "plotly",
+    "selenium",
 }
 
 

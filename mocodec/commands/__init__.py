@@ -37,12 +37,13 @@ from mocodec.commands import (
     list_names,
     merge,
     pcmp,
+    report,
     score,
     train,
 )
 from mocodec.errors import MocodecError
 
-COMMANDS = (compress, decompress, eval_rd, score, train, export, pcmp, iqa, eval_task, bd, merge, experiment, list_names)
+COMMANDS = (compress, decompress, eval_rd, score, train, export, pcmp, iqa, eval_task, bd, report, merge, experiment, list_names)
 
 
 def build_parser() -> argparse.ArgumentParser:

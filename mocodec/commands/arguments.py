@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+DEFAULT_KEEP_CROPS = 8  # images whose decoded crops a sweep keeps for `mocodec report`: a page's worth, some MB
+
 
 def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     """``--codec``, ``--checkpoint``, ``--pretrained``: a registered codec and where its weights come from."""
@@ -36,6 +38,17 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, fidelity: str) -> None:
     parser.add_argument(
         "--shard", default=None, metavar="I/N", help="judge only shard I of N (0-based) into --out; join the shards with `mocodec merge`"
     )
+    parser.add_argument(
+        "--keep-crops",
+        type=int,
+        default=DEFAULT_KEEP_CROPS,
+        metavar="N",
+        help=f"keep centre crops of the original and decoded images of the N images where the curves disagree most, "
+        f"in a folder beside --out (OUT.crops/), for `mocodec report`; 0: none (default {DEFAULT_KEEP_CROPS})",
+    )
+    parser.add_argument(
+        "--keep-images", default=None, metavar="ID[,ID...]", help="also keep the crops of these images (ids as the results file names them)"
+    )
     parser.add_argument("--force", action="store_true", help="start --out afresh and overwrite --plot")
 
 
@@ -59,6 +72,8 @@ def run_sweep(
         "chunk_size": args.chunk_size,
         "workers": args.workers,
         "progress": progress_bar,
+        "keep_crops": args.keep_crops,
+        "keep_images": [i.strip() for i in (args.keep_images or "").split(",") if i.strip()],
     }
     if launched:
         return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)

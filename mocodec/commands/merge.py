@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from mocodec.evaluation.crops import merge_crops
     from mocodec.evaluation.results import write_results
     from mocodec.evaluation.sweep import merge_files
     from mocodec.files import check_writable
@@ -24,3 +25,6 @@ def run(args: argparse.Namespace) -> None:
     write_results(out, merged)
     entries = merged["entries"]
     print(f"{out}: {sum(len(e['per_image']) for e in entries)} per-image records of {len(entries)} curve(s) from {len(args.inputs)} files")
+    kept = merge_crops(args.inputs, out)  # the decoded crops the shards kept (for `mocodec report`), as one run would have kept them
+    if kept:
+        print(f"{out}: decoded crops of {kept} image(s) kept")

@@ -23,6 +23,10 @@ A file written for another task, dataset or set of fidelity metrics is refused u
 the last float bits of a record, so a task run with batch size 1 gives bit-identical
 records however the images are chunked or sharded.
 
+**Crops.** With ``keep_crops`` (``--keep-crops``) the sweep also keeps, beside the results
+file, the centre crops of the original and decoded images of the few images where the
+curves disagree most (:mod:`mocodec.evaluation.crops`): what ``mocodec report`` shows.
+
 **Shards.** ``evaluate(shard=Shard(I, N))`` judges every N-th sample only and marks the
 file as shard I/N; :func:`evaluate_split` runs all shards in processes (``--devices``,
 ``torchrun``, :mod:`mocodec.evaluation.shards`) and merges them into the single-process
@@ -51,6 +55,7 @@ from mocodec.data.io import list_images, read_image
 from mocodec.data.samples import dataset_identity
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image, quantize_8bit
+from mocodec.evaluation.crops import CropKeeper, clear_crops, crops_folder, merge_crops, selection_metrics
 from mocodec.evaluation.metrics import FIDELITY, FidelityMeter, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
 from mocodec.evaluation.results import SHARD_KEY, Results, Summarize, merge_documents, new_document, read_document, restrict, write_results
@@ -281,10 +286,12 @@ def run_sweep(
     workers: int = 0,
     save_interval: float = 30.0,
     progress: Progress | None = None,
+    crops: CropKeeper | None = None,
 ) -> Results:
     """Fill ``results`` with every (curve, point, sample) record it lacks; save to ``out`` as it goes.
 
     ``workers``: coding processes beside this one (0: code here, between judgements).
+    ``crops``: keeps the decoded crops of the images it chooses, saved with the results.
     """
     if not samples:
         raise ConfigError("the dataset holds no samples")
@@ -309,6 +316,10 @@ def run_sweep(
         for point in curve.points:
             results.prepare(point.curve, point.point, point_identity(codecs[point]))
     points = [p for c in curves for p in c.points]
+    identities = {p: point_identity(codecs[p]) for p in points}
+    every_point = sum(len(e["points"]) for e in results.entries)  # an image coded at all of them is a crop candidate
+    if crops is not None:
+        crops.prune(results.entries)
     work = [(s, todo) for s in samples if (todo := [p for p in points if s.id not in results.done(p.curve, p.point)])]
     skipped: list[dict[str, str]] = []
     coding = coded_items(CodingStage(work, codecs, results.doc["fidelity"]), workers)
@@ -316,10 +327,13 @@ def run_sweep(
     last_save = time.monotonic()
     try:
         for chunk in _chunks(items, chunk_size, skipped):
-            for point, records in judge_chunk(task, chunk).items():
+            judged = judge_chunk(task, chunk)
+            for point, records in judged.items():
                 results.add(point.curve, point.point, records)
+            if crops is not None:
+                _offer_crops(crops, chunk, judged, identities, every_point)
             if out is not None and time.monotonic() - last_save > save_interval:
-                _finish(results, task, skipped, out)
+                _finish(results, task, skipped, out, crops)
                 last_save = time.monotonic()
     except RuntimeError as exc:  # torch's SIGCHLD handler raises a worker's death wherever this process is then
         if not (workers and is_worker_death(exc)):
@@ -327,15 +341,31 @@ def run_sweep(
         raise CodingWorkerStopped(exc) from None
     finally:  # an interrupted run keeps every finished record
         coding.close()  # the workers stop before the save, so that no late report of a death interrupts it
-        _finish(results, task, skipped, out)
+        _finish(results, task, skipped, out, crops)
     return results
 
 
-def _finish(results: Results, task: Task, skipped: list[dict[str, str]], out: str | Path | None) -> None:
+def _offer_crops(
+    crops: CropKeeper,
+    chunk: Sequence[_Coded],
+    judged: Mapping[RatePoint, Sequence[dict[str, Any]]],
+    identities: Mapping[RatePoint, dict[str, Any]],
+    every_point: int,
+) -> None:
+    """Offer each image of a judged chunk to the crop keeper, with its decoded images and their records."""
+    records = {(point, r["id"]): r for point, rs in judged.items() for r in rs}
+    for item in chunk:
+        coded = [(p.curve, p.point, decoded, records[(p, item.sample.id)], identities[p]) for p, decoded, _ in item.points]
+        crops.offer(item.sample.id, item.x, coded, complete=len(coded) == every_point)
+
+
+def _finish(results: Results, task: Task, skipped: list[dict[str, str]], out: str | Path | None, crops: CropKeeper | None = None) -> None:
     results.doc["skipped"] = sorted({s["id"]: s for s in skipped}.values(), key=lambda s: s["id"])
     results.summarize(task.summarize)
     if out is not None:
         results.save(out)
+        if crops is not None:  # after the results: an index never names points the results file lacks
+            crops.save()
 
 
 def evaluate(
@@ -350,6 +380,8 @@ def evaluate(
     force: bool = False,
     shard: Shard | None = None,
     resume_from: str | Path | None = None,
+    keep_crops: int = 0,
+    keep_images: Sequence[str] = (),
     **kwargs: Any,
 ) -> Results:
     """A whole sweep: samples, codecs, resume-or-new results, the loop; returns the results.
@@ -358,6 +390,8 @@ def evaluate(
     With ``shard`` only that shard's samples are judged and the file records the shard
     (``mocodec merge`` joins the shards); a new shard file starts from the records of its
     samples in ``resume_from`` (the merged file of an earlier, interrupted split run).
+    ``keep_crops``, ``keep_images``: keep the decoded crops of that many images where the
+    curves disagree most, and of these sample ids, in ``out``'s crops folder (:mod:`mocodec.evaluation.crops`).
     """
     unknown = [m for m in fidelity if m not in FIDELITY]
     if unknown:
@@ -385,7 +419,34 @@ def evaluate(
         results.doc[SHARD_KEY] = wanted
     else:
         results.doc.pop(SHARD_KEY, None)
-    return run_sweep(task, samples, curves, results, out, codecs=codecs, **kwargs)
+    crops = _crop_keeper(task, results, out, keep_crops, keep_images, {s.id for s in samples}, whole=shard is None)
+    return run_sweep(task, samples, curves, results, out, codecs=codecs, crops=crops, **kwargs)
+
+
+def _crop_keeper(
+    task: Task, results: Results, out: str | Path, keep: int, pinned: Sequence[str], ids: set[str], whole: bool = True
+) -> CropKeeper | None:
+    """The keeper of ``out``'s crops (None when none are asked for); a new results document clears its old crops.
+
+    ``ids``: the samples this run judges (``whole``: the whole dataset, so a pinned id must be one of them).
+    """
+    unknown = [i for i in pinned if i not in ids]
+    if unknown and whole:
+        raise ConfigError(f"--keep-images: no image '{unknown[0]}' in the dataset; name images by their ids in the results file")
+    fresh = results.num_records() == 0
+    if not keep and not pinned:
+        if fresh:
+            clear_crops(crops_folder(out))
+        return None
+    return CropKeeper.open(
+        out,
+        keep,
+        fresh=fresh,
+        pinned=[i for i in pinned if i in ids],
+        selection=selection_metrics(results.doc),
+        summarize=task.summarize,
+        names=task.record_names,
+    )
 
 
 def evaluate_shard(
@@ -433,8 +494,13 @@ def evaluate_split(
         return None
     merged = merge_files(parts)
     write_results(out, merged)
+    if kwargs.get("keep_crops") or kwargs.get("keep_images"):  # the crops one process would have kept; an earlier run's first
+        merge_crops([*([] if kwargs.get("force") else [out]), *parts], out, kwargs.get("keep_crops"))
+    elif kwargs.get("force"):
+        clear_crops(crops_folder(out))
     for part in parts:
         part.unlink()
+        clear_crops(crops_folder(part))
     return merged
 
 

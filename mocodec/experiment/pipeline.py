@@ -29,6 +29,8 @@ from mocodec.tasks.base import Task
 from mocodec.utils.provenance import code_version
 from mocodec.utils.workers import check_processes
 
+KEEP_CROPS = 8  # images per task whose decoded crops report.html compares
+
 
 def run_experiment(
     recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress: Progress | None = None, command: str | None = None, jobs: int = 1
@@ -77,7 +79,7 @@ def run_experiment(
     atomic_write_json(out / "summary.json", summary)
     if recipe.wandb:
         log_to_wandb(recipe, out, summary)
-    log(f"report: {out / 'report.md'}")
+    log(f"report: {out / 'report.md'}, page: {out / 'report.html'}")
     return summary
 
 
@@ -96,6 +98,7 @@ def evaluate(recipe: Recipe, task_entry: TaskEntry, out: Path, progress: Progres
             chunk_size=recipe.chunk_size,
             workers=recipe.workers,
             progress=progress,
+            keep_crops=KEEP_CROPS,
         )
     except OutputExistsError as exc:  # the sweep's own advice (--force) is not an option of this command
         reason = str(exc).split(";")[0]
@@ -135,7 +138,7 @@ def rewrite_report(recipe: Recipe, out: str | os.PathLike, *, log: Log = print, 
     }
     write_artefacts(recipe, out, summary)
     atomic_write_json(out / "summary.json", summary)
-    log(f"report: {out / 'report.md'}")
+    log(f"report: {out / 'report.md'}, page: {out / 'report.html'}")
     return summary
 
 

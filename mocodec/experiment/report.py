@@ -6,7 +6,10 @@
   written by the one table writer (:mod:`mocodec.utils.tables`);
 - ``report.md``: the setup, the loss shares, the judge's facts, the figure, the BD table and
   one plain sentence per row, which says when a difference is inside the noise and when a
-  BD-rate compares too little of the curves to mean anything (:func:`mocodec.experiment.analysis.verdict`).
+  BD-rate compares too little of the curves to mean anything (:func:`mocodec.experiment.analysis.verdict`);
+- ``report.html``: the same on one self-contained page (:mod:`mocodec.report`): per task the
+  curves with their interval bars (interactive), the BD table with its verdicts, and the decoded
+  crops the sweep kept, side by side at matched rates (:func:`write_page`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from mocodec.evaluation.bd import LOW_OVERLAP
+from mocodec.evaluation.crops import crops_folder
 from mocodec.evaluation.plots import plot_intervals
+from mocodec.evaluation.results import read_document
+from mocodec.experiment.analysis import curve_groups
 from mocodec.experiment.recipe import Recipe, TermEntry, recipe_data
 from mocodec.experiment.runs import Run, compared_runs
 from mocodec.files import atomic_write_text
+from mocodec.report import content
+from mocodec.report.figures import Panel, Point, Series, plotly_js, rate_figure
+from mocodec.report.page import BDTable, Section, render_page, write_page
 from mocodec.utils.tables import to_csv, to_markdown
 
 BD_COLUMNS = (
@@ -113,6 +122,7 @@ def write_artefacts(recipe: Recipe, out: Path, summary: dict[str, Any]) -> None:
         files[label] = {"figure": str(figure), "bd_markdown": str(table_md), "bd_csv": str(table_csv), "results": analysis["results"]}
     summary["files"] = files
     atomic_write_text(out / "report.md", report_markdown(recipe, summary))
+    write_experiment_page(recipe, out, summary)
 
 
 def _mean_shares(recipe: Recipe, term: TermEntry, runs: Mapping[str, Any]) -> str:
@@ -231,6 +241,71 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(values: Sequence[float]) -> tuple[float, float] | None:
+    return (values[1], values[2]) if len(values) == 3 else None
+
+
+def experiment_section(recipe: Recipe, out: Path, analysis: Mapping[str, Any], index: int, colours: Mapping[str, str]) -> Section:
+    """One task of the experiment on the page: curves with interval bars, BD rows with verdicts, the kept crops."""
+    title = f"{analysis['identity'].get('model', analysis['identity']['name'])} on {analysis['num_images']} images"
+    panels = [
+        Panel(
+            metric,
+            f"{meta['label']} {'↑' if meta['higher_is_better'] else '↓'}",
+            f"{meta['label']} — {title}",
+            [
+                Series(
+                    curve["name"],
+                    [Point(p["bpp"][0], p[metric][0], str(p["point"]), _interval(p["bpp"]), _interval(p[metric])) for p in curve["points"]],
+                    dashed=curve.get("kind") == "baseline",
+                )
+                for curve in analysis["curves"]
+            ],
+        )
+        for metric, meta in analysis["metrics"].items()
+    ]
+    anchor = analysis["anchor"]
+    rows = [{**row, "label": analysis["metrics"][row["metric"]]["label"], "words": plain_words(row, anchor)} for row in analysis["bd"]]
+    how = f"{recipe.interval:.0%} percentile bootstrap over images and seeds ({recipe.bootstrap} resamples)"
+    results = out / analysis["results"]
+    doc = read_document(results)
+    first_seed = f"{anchor} seed{recipe.seeds[0]}"
+    comparison = content.comparison(doc, results, anchor=first_seed)
+    note = (
+        ""
+        if comparison is not None
+        else f"no decoded crops beside {analysis['results']} ({crops_folder(results).name}/): judged before sweeps kept them"
+    )
+    ident = analysis["identity"]
+    return Section(
+        key=f"t{index}-" + "".join(ch if ch.isalnum() else "-" for ch in analysis["task"]).lower(),
+        heading=f"task {analysis['task']}: {ident['name']} judged by {ident.get('model', '?')}",
+        facts=[
+            f"{analysis['num_images']} images ({describe_dataset(analysis['dataset'])})",
+            *[f"{m} on the originals {v:.3f}" for m, v in analysis["reference"].items()],
+            f"curves: means over seeds ({', '.join(map(str, recipe.seeds))}) and images, bars: {how}",
+            f"per-image results: {analysis['results']}",
+        ],
+        figure=rate_figure(panels, colours),
+        numbers={c["name"]: c for c in analysis["curves"]},
+        bd=BDTable(anchor, rows, recipe.interval, how),
+        comparison=comparison,
+        comparison_note=note,
+    )
+
+
+def write_experiment_page(recipe: Recipe, out: Path, summary: Mapping[str, Any]) -> Path:
+    """``report.html``: every task of the experiment on one self-contained page (see the module docstring)."""
+    methods = [c["name"] for analysis in summary["tasks"] for c in analysis["curves"]]
+    colours = content.curve_colours(methods)
+    colours.update({entry: colours[method] for entry, method in curve_groups(recipe).items() if method in colours})  # a seed's curve
+    sections = [experiment_section(recipe, out, analysis, i, colours) for i, analysis in enumerate(summary["tasks"])]
+    notes = [recipe.description.strip(), f"Code version {summary['code_version']}; the same analysis as report.md."]
+    return write_page(
+        out / "report.html", render_page(f"Experiment {recipe.name}", sections, colours, plotly_js(), [n for n in notes if n])
+    )
+
+
 def log_to_wandb(recipe: Recipe, out: Path, summary: Mapping[str, Any]) -> None:
     """An ``evaluation`` run in the experiment's W&B group with the figures, BD tables and wall time."""
     import wandb  # optional and slow to import: only when the recipe logs to W&B
@@ -260,4 +335,14 @@ def log_to_wandb(recipe: Recipe, out: Path, summary: Mapping[str, Any]) -> None:
         run.finish()
 
 
-__all__ = ["BD_COLUMNS", "bd_rows", "bd_markdown", "write_artefacts", "plain_words", "report_markdown", "log_to_wandb"]
+__all__ = [
+    "BD_COLUMNS",
+    "bd_rows",
+    "bd_markdown",
+    "write_artefacts",
+    "plain_words",
+    "report_markdown",
+    "experiment_section",
+    "write_experiment_page",
+    "log_to_wandb",
+]

@@ -81,3 +81,11 @@ class Task:
     def compare(self, references: Sequence[Any], decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """The records of :meth:`evaluate`, from :meth:`reference` outputs instead of the originals."""
         return self.evaluate(torch.stack(list(references)), decoded, targets)
+
+    def record_names(self, records: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """Names of the class indices ``records`` hold (``{"1": "goldfish"}``), for a page's captions; none by default.
+
+        Records keep indices (small, and the same under any naming); a sweep that keeps decoded
+        crops stores these names beside them, so ``mocodec report`` needs no model.
+        """
+        return {}

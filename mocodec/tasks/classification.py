@@ -26,6 +26,7 @@ decoded image)::
     kl             float        KL(p_o || p_d) = sum p_o (log p_o - log p_d)  [nats]
     top5_overlap   float        |top5(p_o) & top5(p_d)| / 5
     confidence     float        max p_o: how sure the judge is on the original
+    pred_confidence float       max p_d: how sure it is on the decoded image (what a page shows under it)
 
 ``summarize`` averages them over images: ``top1``, ``top5`` and ``top1-original`` over
 the labelled images only (None if there are none), the rest over all.
@@ -206,6 +207,7 @@ def classification_records(
     # KL >= 0; float32 rounding of near-identical distributions can give -1e-7, which is 0.
     kl = (log_p_original.exp() * (log_p_original - log_p_decoded)).sum(dim=1).clamp_min(0)
     confidence = log_p_original.max(dim=1).values.exp()
+    confidence_decoded = log_p_decoded.max(dim=1).values.exp()
     records = []
     for i, label in enumerate(labels):
         pred_o, pred_d = int(top_o[i, 0]), int(top_d[i, 0])
@@ -222,6 +224,7 @@ def classification_records(
                 "kl": float(kl[i]),
                 "top5_overlap": len(set(top_o[i].tolist()) & set(top_d[i].tolist())) / top,
                 "confidence": float(confidence[i]),
+                "pred_confidence": float(confidence_decoded[i]),
             }
         )
     return records
@@ -309,6 +312,14 @@ class ClassificationTask(Task):
 
     def evaluate(self, original: Tensor, decoded: Tensor, targets: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         return self.compare(self.reference(original), decoded, targets)
+
+    def record_names(self, records: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """The class names of the labels and predictions in ``records`` (none where the model has no names)."""
+        names = self.classifier.class_names
+        if not names:
+            return {}
+        indices = {r.get(key) for r in records for key in ("label", "pred", "pred_original")}
+        return {str(i): names[i] for i in sorted(i for i in indices if isinstance(i, int) and 0 <= i < len(names))}
 
     @classmethod
     def summarize(cls, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from mocodec.errors import ConfigError, OutputExistsError
+from mocodec.evaluation.crops import crops_folder, read_index
 from mocodec.evaluation.plan import plan_curves
 from mocodec.evaluation.results import merge_documents, write_results
 from mocodec.evaluation.shards import Shard
@@ -195,8 +196,12 @@ def test_cli_shards_and_merge_equal_one_run(cli, tmp_path, images):
         assert done.returncode == 0, done.stderr
     done = cli("merge", str(tmp_path / "merged.json"), str(tmp_path / "p0.json"), str(tmp_path / "p1.json"))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"{tmp_path / 'merged.json'}: 5 per-image records of 1 curve(s) from 2 files"
+    assert done.stdout.strip().splitlines() == [
+        f"{tmp_path / 'merged.json'}: 5 per-image records of 1 curve(s) from 2 files",
+        f"{tmp_path / 'merged.json'}: decoded crops of 5 image(s) kept",  # the sweeps' default --keep-crops, for the report page
+    ]
     assert without_times(json.loads((tmp_path / "merged.json").read_text())) == without_times(single)
+    assert read_index(crops_folder(tmp_path / "merged.json")) == read_index(crops_folder(tmp_path / "single.json"))
     done = cli("merge", str(tmp_path / "again.json"), str(tmp_path / "p1.json"))
     assert done.returncode == 2 and done.stderr.strip() == "mocodec: error: shard 0/2 is missing (1 of 2 given); pass every shard's file"
 
@@ -215,6 +220,8 @@ def test_cli_two_processes_equal_one(cli, tmp_path, images, monkeypatch):
     done = cli(*TASK_ARGS, "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "two.json"))
     assert done.returncode == 0, done.stderr
     assert without_times(json.loads((tmp_path / "two.json").read_text())) == without_times(single)
+    assert read_index(crops_folder(tmp_path / "two.json")) == read_index(crops_folder(tmp_path / "single.json"))  # kept as one run keeps
+    assert sorted(p.name for p in tmp_path.glob("*.crops")) == ["single.crops", "two.crops"]  # the shards' crops merged and gone
     rd_single = eval_rd("jpeg", "30", images, tmp_path / "rd_single.json")
     done = cli(
         "eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(images), "--devices", "2", "--out", str(tmp_path / "rd.json")

@@ -174,6 +174,7 @@ def test_sweep_writes_the_schema_exactly(tmp_path, images, judge):
         "kl",
         "top5_overlap",
         "confidence",
+        "pred_confidence",
     }
     for r in records:  # file bpp: every byte of the container over the pixels
         assert r["bpp"] == 8 * r["bytes"] / (48 * 80 if r["id"] == "wide.png" else 64 * 64)

@@ -109,6 +109,15 @@ def test_tiny_recipe_writes_every_artefact(tiny_run):
     ):
         assert text in report
     assert any((out / "wandb").glob("offline-run-*"))  # the evaluation run with the figure
+    # report.html: the same curves (with interval bars) and BD rows, and the decoded crops the sweep kept
+    page = (out / "report.html").read_text()
+    (section,) = json.loads(re.search(r'id="mocodec-report-data">(.*?)</script>', page, re.S).group(1))["sections"]
+    assert [(r["curve"], r["metric"], r["verdict"]) for r in section["bd"]["rows"]] == [
+        (r["curve"], r["metric"], r["verdict"]) for r in task["bd"]
+    ]
+    assert len(section["figure"]["data"]) == len(task["curves"]) * len(task["metrics"])
+    assert all(trace["error_y"]["array"] for trace in section["figure"]["data"])
+    assert len(section["comparison"]["images"]) == 8 and (out / "results" / "judge.crops" / "index.json").is_file()
     assert "WANDB_RUN_GROUP" not in os.environ  # the group was set for the training runs only
 
 
@@ -186,7 +195,7 @@ def test_report_only_rewrites_the_report_from_the_recorded_results(tiny_run, mon
     before = json.loads((out / "summary.json").read_text())
     results = (out / "results" / "judge.json").read_bytes()
     evaluation_runs = len(list((out / "wandb").glob("offline-run-*")))
-    for artefact in ("report.md", "tables/bd_judge.md", "tables/bd_judge.csv", "figures/judge.png"):
+    for artefact in ("report.md", "report.html", "tables/bd_judge.md", "tables/bd_judge.csv", "figures/judge.png"):
         (out / artefact).unlink()
     trained = Mock(wraps=training.run_cli)
     coded = Mock(wraps=sweep.code_image)
@@ -204,7 +213,7 @@ def test_report_only_rewrites_the_report_from_the_recorded_results(tiny_run, mon
     }
     assert summary["report_rewritten"]["command"] == command
     assert json.dumps(json.loads((out / "summary.json").read_text())) == json.dumps(summary)
-    for artefact in ("report.md", "tables/bd_judge.md", "tables/bd_judge.csv", "figures/judge.png"):
+    for artefact in ("report.md", "report.html", "tables/bd_judge.md", "tables/bd_judge.csv", "figures/judge.png"):
         assert (out / artefact).is_file()
     report = (out / "report.md").read_text()
     assert f"- Report rewritten from the recorded results by `{command}`" in report

@@ -42,6 +42,7 @@ def test_records_and_summary_by_hand():
         "kl": pytest.approx(kl, abs=1e-12),
         "top5_overlap": 0.8,
         "confidence": pytest.approx(0.40),
+        "pred_confidence": pytest.approx(0.35),
     }
     # image 1: decoded == original, no label
     assert records[1] == {
@@ -55,6 +56,7 @@ def test_records_and_summary_by_hand():
         "kl": 0.0,
         "top5_overlap": 1.0,
         "confidence": pytest.approx(0.40),
+        "pred_confidence": pytest.approx(0.40),
     }
     # image 2: label 4 dropped out of the decoded top 5 (class 5 took its place)
     assert (records[2]["top1"], records[2]["top5"], records[2]["top1_original"]) == (False, False, False)
@@ -104,7 +106,12 @@ def test_task_evaluates_a_known_classifier():
     kl = float((p_red * (p_red.log() - lp_dec)).sum())
     assert records[0]["kl"] == pytest.approx(kl, rel=1e-5)
     assert records[0]["confidence"] == pytest.approx(float(p_red.max()), rel=1e-6)
+    assert records[0]["pred_confidence"] == pytest.approx(float(lp_dec.exp().max()), rel=1e-6)
     assert task.compare(task.reference(original), decoded, [0, None]) == records  # the cached path is the same
+    # names of the classes the records hold, for a page's captions: none without class names, else those records name
+    assert task.record_names(records) == {}
+    named = ClassificationTask(Classifier(MeanColour(), IDENTITY, ["red", "green", "blue", "grey"]))
+    assert named.record_names(records) == {"0": "red", "1": "green"}
 
 
 def test_registry_entries_build_from_their_test_kwargs(photo_crop):
