@@ -14,6 +14,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="results folder (default: experiments/<recipe name>); rerun to resume")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once, each with 1/JOBS of the threads (default 1)")
     parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="train for this long, then stop with every run resumable (nothing is judged until all runs finish); rerun to go on",
+    )
+    parser.add_argument(
+        "--state",
+        default=None,
+        help="folder that keeps each run's resumable state (e.g. committed, or carried to another machine): "
+        "restored before training, written after each run or stretch",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="re-analyse the recorded results in --out and rewrite figures, tables, summary.json and report.md; never trains or judges",
@@ -21,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mocodec.experiment import load_recipe, rewrite_report, run_experiment
+    from mocodec.experiment import Stretch, load_recipe, rewrite_report, run_experiment
     from mocodec.utils.progress import progress_bar
 
     recipe = load_recipe(args.config)
@@ -32,4 +44,6 @@ def run(args: argparse.Namespace) -> None:
         rewrite_report(recipe, out, log=log, command=f"{command_line} --report-only")
         return
     command_line += f" --jobs {args.jobs}" if args.jobs != 1 else ""
-    run_experiment(recipe, out, log=log, progress=progress_bar, command=command_line, jobs=args.jobs)
+    command_line += f" --state {args.state}" if args.state else ""
+    stretch = Stretch.of(args.minutes, args.state)
+    run_experiment(recipe, out, log=log, progress=progress_bar, command=command_line, jobs=args.jobs, stretch=stretch)

@@ -34,7 +34,7 @@ Results folder::
 
     OUT/recipe.yaml                    the recipe as run
     OUT/runs/<run>/train.yaml          the run's LightningCLI config
-    OUT/runs/<run>/checkpoints/last.ckpt, csv/, wandb/, done.json
+    OUT/runs/<run>/checkpoints/last.ckpt, csv/, wandb/, done.json, progress.json (wall time over invocations)
     OUT/results/<task>.json            eval-task results (per-image records)
     OUT/figures/<task>.png             rate–task figure
     OUT/tables/bd_<task>.md, .csv      BD table against the anchor
@@ -42,9 +42,15 @@ Results folder::
     OUT/report.md
     OUT/state.json                     wall time so far (summed over invocations)
 
+Long recipes train in stretches (``--minutes M``: every run stops at the deadline, resumable,
+and nothing is judged until all have finished) with their resumable state kept in a folder
+that outlives the machine (``--state DIR``, :mod:`.state`: committed, or carried to a GPU
+machine and back); rerunning the same command goes on where the last stretch stopped.
+
 Modules: :mod:`.recipe` (the dataclasses, read with jsonargparse), :mod:`.runs` (training runs,
 ``--jobs``), :mod:`.analysis` (curves over seeds, intervals, BD rows and verdicts),
-:mod:`.report` (figures, tables, ``report.md``, W&B), :mod:`.pipeline` (the whole experiment).
+:mod:`.report` (figures, tables, ``report.md``, W&B), :mod:`.state` (resumable state that travels),
+:mod:`.pipeline` (the whole experiment).
 """
 
 from mocodec.experiment.analysis import MethodData, analyse, analyse_task, comparable, method_data, plan_task_curves, verdict
@@ -61,7 +67,7 @@ from mocodec.experiment.recipe import (
     recipe_data,
 )
 from mocodec.experiment.report import BD_COLUMNS, bd_markdown, bd_rows, report_markdown
-from mocodec.experiment.runs import Run, compared_runs, pretraining_runs, term_shares, train_run, train_runs
+from mocodec.experiment.runs import Run, Stretch, compared_runs, pretraining_runs, term_shares, train_run, train_runs
 
 __all__ = [
     "RECIPE_VERSION",
@@ -74,6 +80,7 @@ __all__ = [
     "parse_recipe",
     "recipe_data",
     "Run",
+    "Stretch",
     "compared_runs",
     "pretraining_runs",
     "train_run",

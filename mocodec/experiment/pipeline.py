@@ -22,7 +22,7 @@ from mocodec.evaluation.sweep import Progress, create_task_from_options
 from mocodec.experiment.analysis import analyse_task, plan_task_curves
 from mocodec.experiment.recipe import RECIPE_VERSION, Recipe, TaskEntry, load_recipe, recipe_data
 from mocodec.experiment.report import log_to_wandb, write_artefacts
-from mocodec.experiment.runs import Log, compared_runs, finished_runs, pretraining_runs, train_runs
+from mocodec.experiment.runs import WHOLE_RUNS, Log, Stretch, compared_runs, finished_runs, pretraining_runs, train_runs, unfinished
 from mocodec.files import atomic_write_json, atomic_write_text
 from mocodec.tasks import task_class
 from mocodec.tasks.base import Task
@@ -33,12 +33,21 @@ KEEP_CROPS = 8  # images per task whose decoded crops report.html compares
 
 
 def run_experiment(
-    recipe: Recipe, out: str | os.PathLike, *, log: Log = print, progress: Progress | None = None, command: str | None = None, jobs: int = 1
-) -> dict[str, Any]:
+    recipe: Recipe,
+    out: str | os.PathLike,
+    *,
+    log: Log = print,
+    progress: Progress | None = None,
+    command: str | None = None,
+    jobs: int = 1,
+    stretch: Stretch = WHOLE_RUNS,
+) -> dict[str, Any] | None:
     """Train, evaluate, analyse and report (:mod:`mocodec.experiment`); returns ``summary.json``'s content.
 
     ``command``: the command line that ran it, quoted in the report. ``jobs``: training runs
-    at once (:func:`~mocodec.experiment.runs.train_runs`).
+    at once (:func:`~mocodec.experiment.runs.train_runs`). ``stretch``: train until its deadline
+    only, keeping the runs' state where it says (:class:`~mocodec.experiment.runs.Stretch`); when
+    the deadline stops a run, nothing is judged and None is returned: rerun to go on.
     """
     check_processes(jobs, "--jobs")
     out = Path(out)
@@ -51,7 +60,15 @@ def run_experiment(
     try:
         done = {}
         for phase in (pretraining_runs(recipe), compared_runs(recipe)):  # the bases first: the compared runs start from them
-            done |= train_runs(phase, recipe, out, log, jobs)
+            done |= train_runs(phase, recipe, out, log, jobs, stretch)
+            stopped = unfinished(done)
+            if stopped:
+                state["wall_time"]["training"] += time.monotonic() - started
+                started = None
+                steps = ", ".join(f"{r['run']} {r['steps']}/{r['of']}" for r in stopped)
+                kept = f"; state kept in {stretch.state_dir}" if stretch.state_dir is not None else ""
+                log(f"time's up: {len(stopped)} run(s) unfinished ({steps}){kept}; rerun the same command to go on")
+                return None
         state["wall_time"]["training"] += time.monotonic() - started
         started = time.monotonic()
         analyses = []

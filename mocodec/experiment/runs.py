@@ -29,6 +29,7 @@ import yaml
 
 import mocodec.training as training  # run_cli through the module: tests count its calls
 from mocodec.errors import ConfigError
+from mocodec.experiment import state as run_state
 from mocodec.experiment.recipe import CodecEntry, Recipe, TermEntry
 from mocodec.files import atomic_write_json, atomic_write_text
 from mocodec.utils.workers import check_processes, run_in_workers, threads_per_worker
@@ -160,11 +161,42 @@ def _wandb_environment(recipe: Recipe) -> dict[str, str]:
     return {"WANDB_RUN_GROUP": recipe.name, "WANDB_JOB_TYPE": "train"} if recipe.wandb else {"WANDB_MODE": "disabled"}
 
 
-def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str, Any]:
-    """Train ``run`` (or resume it, or reuse it when finished); its ``done.json`` record."""
+@dataclass(frozen=True)
+class Stretch:
+    """How long this invocation trains, and where the runs' resumable state is kept between invocations.
+
+    ``deadline``: wall-clock time (``time.time()``) at which training stops, every run resumable;
+    None: train every run to its end. ``state_dir``: the folder :mod:`mocodec.experiment.state`
+    keeps each run's state in (restored before a run trains, saved after); None: the run folders only.
+    """
+
+    deadline: float | None = None
+    state_dir: Path | None = None
+    min_seconds: float = 60.0  # a run not started with this much time left waits for the next invocation
+
+    @classmethod
+    def of(cls, minutes: float | None = None, state_dir: str | os.PathLike | None = None) -> Stretch:
+        if minutes is not None and not minutes > 0:
+            raise ConfigError(f"--minutes must be a positive number of minutes, not {minutes}")
+        return cls(time.time() + 60 * minutes if minutes is not None else None, Path(state_dir) if state_dir is not None else None)
+
+
+WHOLE_RUNS = Stretch()  # every run trained to its end, its state in its run folder only
+
+
+def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: Stretch = WHOLE_RUNS) -> dict[str, Any]:
+    """Train ``run`` (or resume it, or reuse it when finished); its ``done.json`` record.
+
+    Within a ``stretch`` that ends before the run does, the run stops at the deadline with its
+    ``last.ckpt`` written and the record says ``"unfinished": True`` (no ``done.json``).
+    """
     run_dir = out / "runs" / run.name
     config, config_digest = run.config(recipe, out), run.digest(recipe, out)
     done_path = run_dir / "done.json"
+    if stretch.state_dir is not None:
+        restored = run_state.restore(stretch.state_dir, run.name, run_dir, checkpoint_of(run_dir), config_digest)
+        if restored is not None:
+            log(f"{run.name}: restored step {restored} from {stretch.state_dir}")
     if done_path.is_file():
         done = json.loads(done_path.read_text())
         if done.get("config_digest") != config_digest:
@@ -175,11 +207,22 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str
     config_path = run_dir / "train.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
     resuming = checkpoint_of(run_dir).is_file()
+    argv = ["fit", "--config", str(config_path), "--ckpt_path", "last"]
+    if stretch.deadline is not None:
+        left = stretch.deadline - time.time()
+        if left < stretch.min_seconds:
+            return _unfinished(run, recipe, run_dir)
+        argv += ["--stop_at.deadline", repr(stretch.deadline)]
     log(f"{'resuming' if resuming else 'training'} {run.name} ({run.steps(recipe)} steps)")
     start = time.monotonic()
     with _environment(**_wandb_environment(recipe)):
-        training.run_cli(["fit", "--config", str(config_path), "--ckpt_path", "last"])
-    steps = int(load_checkpoint(checkpoint_of(run_dir)).get("global_step", -1))
+        training.run_cli(argv)
+    progress = run_state.record_progress(run_dir, config_digest, time.monotonic() - start)
+    steps = run_state.steps_of(checkpoint_of(run_dir))
+    if stretch.deadline is not None and steps < run.steps(recipe) and time.time() >= stretch.deadline - 1:
+        if stretch.state_dir is not None:
+            run_state.save(stretch.state_dir, run.name, run_dir, checkpoint_of(run_dir))
+        return _unfinished(run, recipe, run_dir)
     if steps != run.steps(recipe):
         raise ConfigError(
             f"run {run.name} ended at step {steps}, not {run.steps(recipe)}; check the training section of the recipe "
@@ -189,12 +232,21 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print) -> dict[str
         "run": run.name,
         "steps": steps,
         "config_digest": config_digest,
-        "wall_time": time.monotonic() - start,
+        "wall_time": progress["wall_time"],  # over every invocation that trained it
         "checkpoint": str(checkpoint_of(run_dir).relative_to(out)),
         "shares": term_shares(run_dir),
     }
     atomic_write_json(done_path, done)
+    if stretch.state_dir is not None:
+        run_state.save(stretch.state_dir, run.name, run_dir, checkpoint_of(run_dir))
     return done
+
+
+def _unfinished(run: Run, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
+    """The record of a run the stretch's deadline stopped (or did not let start)."""
+    path = checkpoint_of(run_dir)
+    steps = int(load_checkpoint(path).get("global_step", 0)) if path.is_file() else 0
+    return {"run": run.name, "steps": steps, "of": run.steps(recipe), "unfinished": True}
 
 
 def term_shares(run_dir: Path, tail: float = 0.2) -> dict[str, float]:
@@ -213,7 +265,9 @@ def term_shares(run_dir: Path, tail: float = 0.2) -> dict[str, float]:
     return {k: sum(rows[s].get(k, 0.0) for s in last) / len(last) for k in keys}
 
 
-def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print, jobs: int = 1) -> dict[str, dict[str, Any]]:
+def train_runs(
+    runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print, jobs: int = 1, stretch: Stretch = WHOLE_RUNS
+) -> dict[str, dict[str, Any]]:
     """:func:`train_run` for every run, ``jobs`` at a time; run name -> ``done.json`` record, in ``runs``' order.
 
     With ``jobs`` > 1 each run trains in a worker process with ``1/jobs`` of this process's
@@ -222,6 +276,8 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
     other with two threads each (``benchmarks/bench_experiment_jobs.py``). Results match a
     one-job run up to float rounding (thread counts change the order of sums); finished runs
     are reused either way. Progress lines count against all of ``runs``, finished ones included.
+    ``stretch``: when to stop and where the runs' state is kept (:class:`Stretch`); a run it
+    stops has an ``"unfinished"`` record.
     """
     check_processes(jobs, "--jobs")
     done = finished_runs(runs, recipe, out)
@@ -229,7 +285,7 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
     if jobs == 1 or len(pending) < 2:
         for run in pending:
             log(f"[{len(done) + 1}/{len(runs)}] {run.name}")
-            done[run.name] = train_run(run, recipe, out, log)
+            done[run.name] = train_run(run, recipe, out, log, stretch)
         return {r.name: done[r.name] for r in runs}
     workers = min(jobs, len(pending))
     train_log = out / "runs" / "<run>" / "train.log"
@@ -239,11 +295,14 @@ def train_runs(runs: Sequence[Run], recipe: Recipe, out: Path, log: Log = print,
 
     def finished(index: int, record: dict[str, Any]) -> None:
         done[pending[index].name] = record
-        log(f"[{len(done)}/{len(runs)}] {pending[index].name} done ({record['wall_time']:.0f} s)")
+        if record.get("unfinished"):
+            log(f"[{len(done)}/{len(runs)}] {pending[index].name} stopped at step {record['steps']} of {record['of']} (time's up)")
+        else:
+            log(f"[{len(done)}/{len(runs)}] {pending[index].name} done ({record['wall_time']:.0f} s)")
 
     run_in_workers(
         train_in_worker,
-        [(run, recipe, out) for run in pending],
+        [(run, recipe, out, stretch) for run in pending],
         workers,
         on_done=finished,
         crashed=f"a training worker stopped abruptly (killed, or out of memory?); the unfinished runs' output is in "
@@ -257,7 +316,7 @@ def finished_runs(runs: Sequence[Run], recipe: Recipe, out: Path) -> dict[str, d
     return {r.name: train_run(r, recipe, out) for r in runs if (out / "runs" / r.name / "done.json").is_file()}
 
 
-def train_in_worker(run: Run, recipe: Recipe, out: Path) -> dict[str, Any]:
+def train_in_worker(run: Run, recipe: Recipe, out: Path, stretch: Stretch = WHOLE_RUNS) -> dict[str, Any]:
     """:func:`train_run` in a worker process, its output (Lightning's and torch's too) in the run's ``train.log``."""
     log_path = out / "runs" / run.name / "train.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,11 +328,19 @@ def train_in_worker(run: Run, recipe: Recipe, out: Path) -> dict[str, Any]:
         os.dup2(fd, 2)
     finally:
         os.close(fd)
-    return train_run(run, recipe, out, log=print)
+    return train_run(run, recipe, out, log=print, stretch=stretch)
+
+
+def unfinished(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of runs a stretch stopped."""
+    return [r for r in records.values() if r.get("unfinished")]
 
 
 __all__ = [
     "Run",
+    "Stretch",
+    "WHOLE_RUNS",
+    "unfinished",
     "compared_runs",
     "pretraining_runs",
     "checkpoint_of",

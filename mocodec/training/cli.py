@@ -28,6 +28,7 @@ from mocodec.data.datamodule import ImageDataModule
 from mocodec.errors import ConfigError, WeightsError
 from mocodec.training.checkpoints import RUN_KEY, AtomicCheckpointIO, LastStepCheckpoint, check_same_codec, checkpoint_dir
 from mocodec.training.module import CodecModule
+from mocodec.training.stopping import StopAtDeadline
 from mocodec.utils.provenance import code_version
 from mocodec.weights import load_checkpoint
 
@@ -73,9 +74,13 @@ class MocodecCLI(LightningCLI):
                 "checkpoint.monitor": None,
                 "checkpoint.save_top_k": 1,
                 "checkpoint.save_on_train_epoch_end": False,
+                # One last.ckpt per run, always: a run resumed in another folder (a state restored on
+                # another machine) does not know the old file's path and would write last-v1.ckpt beside it.
+                "checkpoint.enable_version_counter": False,
             }
         )
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(checkpoint_dir(root)))
+        parser.add_lightning_class_args(StopAtDeadline, "stop_at")  # --stop_at.deadline: train until then, resumable
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI torch.loads --ckpt_path itself to read its hyper-parameters; check the
