@@ -33,7 +33,6 @@ from mocodec.experiment import state as run_state
 from mocodec.experiment.recipe import CodecEntry, Recipe, TermEntry
 from mocodec.files import atomic_write_json, atomic_write_text
 from mocodec.utils.workers import check_processes, run_in_workers, threads_per_worker
-from mocodec.weights import load_checkpoint
 
 Log = Callable[[str], None]
 PRETRAIN = "pretrain"  # the term label of a codec's pretraining runs
@@ -211,7 +210,7 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
     if stretch.deadline is not None:
         left = stretch.deadline - time.time()
         if left < stretch.min_seconds:
-            return _unfinished(run, recipe, run_dir)
+            return _unfinished(run, recipe, max(run_state.steps_of(checkpoint_of(run_dir)), 0))
         argv += ["--stop_at.deadline", repr(stretch.deadline)]
     log(f"{'resuming' if resuming else 'training'} {run.name} ({run.steps(recipe)} steps)")
     start = time.monotonic()
@@ -222,7 +221,7 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
     if stretch.deadline is not None and steps < run.steps(recipe) and time.time() >= stretch.deadline - 1:
         if stretch.state_dir is not None:
             run_state.save(stretch.state_dir, run.name, run_dir, checkpoint_of(run_dir))
-        return _unfinished(run, recipe, run_dir)
+        return _unfinished(run, recipe, steps)
     if steps != run.steps(recipe):
         raise ConfigError(
             f"run {run.name} ended at step {steps}, not {run.steps(recipe)}; check the training section of the recipe "
@@ -242,10 +241,8 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
     return done
 
 
-def _unfinished(run: Run, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
-    """The record of a run the stretch's deadline stopped (or did not let start)."""
-    path = checkpoint_of(run_dir)
-    steps = int(load_checkpoint(path).get("global_step", 0)) if path.is_file() else 0
+def _unfinished(run: Run, recipe: Recipe, steps: int) -> dict[str, Any]:
+    """The record of a run the stretch's deadline stopped at ``steps`` (or did not let start)."""
     return {"run": run.name, "steps": steps, "of": run.steps(recipe), "unfinished": True}
 
 

@@ -96,26 +96,32 @@ def restore(state_dir: Path, run_name: str, run_dir: Path, checkpoint: Path, con
             f"the state kept for run {run_name} in {state_dir} was trained with another configuration; "
             f"delete {kept} to start that run afresh, or pass another --state folder"
         )
-    if steps_of(kept) <= steps_of(checkpoint):
+    saved = load_checkpoint(kept)
+    step = int(saved.get("global_step", -1))
+    if step <= steps_of(checkpoint):
         return None
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    _save_checkpoint(untrim(load_checkpoint(kept)), checkpoint)
+    _save_checkpoint(untrim(saved), checkpoint)
     atomic_write_json(run_dir / PROGRESS, {"config_digest": config_digest, "wall_time": record.get("wall_time", 0.0)})
     if record.get("done"):
         atomic_write_json(run_dir / DONE, record["done"])
-    return steps_of(checkpoint)
+    return step
 
 
 def save(state_dir: Path, run_name: str, run_dir: Path, checkpoint: Path) -> int | None:
     """Keep ``run_name``'s checkpoint (trimmed), progress and finished record in ``state_dir``; the step kept, or None."""
     kept = state_dir / f"{run_name}.ckpt"
-    if not checkpoint.is_file() or steps_of(checkpoint) <= steps_of(kept):
+    if not checkpoint.is_file():
+        return None
+    current = load_checkpoint(checkpoint)
+    step = int(current.get("global_step", -1))
+    if step <= steps_of(kept):
         return None
     state_dir.mkdir(parents=True, exist_ok=True)
-    _save_checkpoint(trim(load_checkpoint(checkpoint)), kept)
+    _save_checkpoint(trim(current), kept)
     done = _read(run_dir / DONE)
-    atomic_write_json(state_dir / f"{run_name}.json", {**_read(run_dir / PROGRESS), "steps": steps_of(kept), "done": done or None})
-    return steps_of(kept)
+    atomic_write_json(state_dir / f"{run_name}.json", {**_read(run_dir / PROGRESS), "steps": step, "done": done or None})
+    return step
 
 
 __all__ = ["trim", "untrim", "steps_of", "record_progress", "restore", "save", "STATE_KEY"]
