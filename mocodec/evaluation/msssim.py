@@ -54,8 +54,20 @@ class SeparableFilter:
 
 
 def downsample(x: Tensor) -> Tensor:
-    """pytorch_msssim's 2x2 average pooling, zero-padded (and counted) at an odd side."""
-    return F.avg_pool2d(x, kernel_size=2, padding=[s % 2 for s in x.shape[2:]])
+    """pytorch_msssim's 2x2 average pooling, zero-padded (and counted) at an odd side, bit for bit.
+
+    ``avg_pool2d(x, 2, padding=[h % 2, w % 2])`` pads both sides of an odd side, but its windows start
+    at the first pad, so only the leading one is read. Its CPU kernel adds each window's values
+    row by row, ``((x00 + x01) + x10) + x11``, and divides by 4; the same additions in the same
+    order on strided views give the same bits (where MS-SSIM's terms nearly cancel, as on an
+    inverted image, another order moves the score by more than 1e-6), 4-10x faster than the
+    pooling kernel on this project's 2-core machines.
+    """
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (w % 2, 0, h % 2, 0))  # + 0 is exact: the pad changes no sum
+    top, bottom = x[..., 0::2, :], x[..., 1::2, :]
+    return (top[..., 0::2] + top[..., 1::2]).add_(bottom[..., 0::2]).add_(bottom[..., 1::2]).div_(4)
 
 
 class MSSSIMReference:

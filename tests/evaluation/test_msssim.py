@@ -12,7 +12,7 @@ from PIL import Image
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from mocodec.evaluation.metrics import FidelityMeter
-from mocodec.evaluation.msssim import MSSSIMReference, ms_ssim
+from mocodec.evaluation.msssim import MSSSIMReference, downsample, ms_ssim
 from mocodec.losses.msssim import msssim as loss_msssim
 from mocodec.losses.msssim import window_for
 
@@ -60,6 +60,14 @@ def test_equals_pytorch_msssim_on_every_image(photo, size):
     reference = MSSSIMReference(x[None])
     for name, y in distortions(x).items():
         assert torch.allclose(reference.score(y[None]), expected(y, x), rtol=0, atol=1e-6), name
+
+
+@pytest.mark.parametrize("size", [(375, 500), (188, 250), (47, 63), (4, 9), (5, 7)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_downsampling_is_pytorch_msssim_s_pooling_bit_for_bit(size):
+    """Its additions in the pooling kernel's order: where MS-SSIM's terms nearly cancel, another order shows."""
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    pooled = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=[s % 2 for s in size])
+    assert torch.equal(downsample(x), pooled)
 
 
 def test_a_batch_scores_each_image_and_matches_the_loss_s_metric():
