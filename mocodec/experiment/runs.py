@@ -14,6 +14,7 @@ import contextlib
 import copy
 import csv
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -23,15 +24,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
-import mocodec.training as training  # run_cli through the module: tests count its calls
 from mocodec.errors import ConfigError
 from mocodec.experiment import state as run_state
 from mocodec.experiment.recipe import CodecEntry, Recipe, TermEntry
 from mocodec.files import atomic_write_json, atomic_write_text
+from mocodec.training.layout import checkpoint_dir
 from mocodec.utils.workers import check_processes, run_in_workers, threads_per_worker
 
 Log = Callable[[str], None]
@@ -133,9 +135,18 @@ def pretraining_runs(recipe: Recipe) -> list[Run]:
     return [Run.pretraining_of(c, seed) for c in recipe.codecs if c.pretrain is not None for seed in recipe.seeds]
 
 
+def _training() -> ModuleType:
+    """:mod:`mocodec.training` (Lightning, CompressAI: seconds to import), imported when a run trains.
+
+    Reading results and drawing reports need the runs' names and folders only
+    (:mod:`mocodec.training.layout`). ``run_cli`` is called through the module: tests count its calls.
+    """
+    return importlib.import_module("mocodec.training")
+
+
 def checkpoint_of(run_dir: Path) -> Path:
     """The checkpoint a finished run leaves: its coding-ready ``last.ckpt``."""
-    return training.checkpoint_dir(run_dir) / "last.ckpt"
+    return checkpoint_dir(run_dir) / "last.ckpt"
 
 
 # --------------------------------------------------------------------------- training
@@ -215,7 +226,7 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
     log(f"{'resuming' if resuming else 'training'} {run.name} ({run.steps(recipe)} steps)")
     start = time.monotonic()
     with _environment(**_wandb_environment(recipe)):
-        training.run_cli(argv)
+        _training().run_cli(argv)
     progress = run_state.record_progress(run_dir, config_digest, time.monotonic() - start)
     steps = run_state.steps_of(checkpoint_of(run_dir))
     if stretch.deadline is not None and steps < run.steps(recipe) and time.time() >= stretch.deadline - 1:

@@ -8,23 +8,44 @@
   :func:`run_cli`), LightningCLI configured by YAML (``configs/train/``).
 """
 
-from mocodec.training.checkpoints import (
-    RNG_KEY,
-    RUN_KEY,
-    TRAINING_STATE_KEY,
-    AtomicCheckpointIO,
-    check_same_codec,
-    checkpoint_dir,
-    coding_ready_state,
-    export_codec,
-    make_codec_record,
-    plain_data,
-    rng_state,
-    set_rng_state,
-    ship_codec,
-)
-from mocodec.training.cli import LogConfig, MocodecCLI, cli_main, default_loggers, run_cli
-from mocodec.training.module import CodecModule, entropy_models_in_fp32, split_parameters
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Each public name's submodule, imported on first use: Lightning and CompressAI take seconds, and
+# code that only needs the run layout (reports, results) must not pay for them.
+_SUBMODULE = {
+    **dict.fromkeys(
+        (
+            "RNG_KEY",
+            "RUN_KEY",
+            "TRAINING_STATE_KEY",
+            "AtomicCheckpointIO",
+            "check_same_codec",
+            "coding_ready_state",
+            "export_codec",
+            "make_codec_record",
+            "plain_data",
+            "rng_state",
+            "set_rng_state",
+            "ship_codec",
+        ),
+        "checkpoints",
+    ),
+    "checkpoint_dir": "layout",
+    **dict.fromkeys(("LogConfig", "MocodecCLI", "cli_main", "default_loggers", "run_cli"), "cli"),
+    **dict.fromkeys(("CodecModule", "entropy_models_in_fp32", "split_parameters"), "module"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SUBMODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SUBMODULE[name]}"), name)
+    globals()[name] = value  # once: later lookups find it as a plain attribute
+    return value
+
 
 __all__ = [
     "RNG_KEY",

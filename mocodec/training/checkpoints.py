@@ -19,7 +19,7 @@ A checkpoint written by :class:`~mocodec.training.CodecModule` holds:
 - only plain data (hyper-parameters included, :func:`plain_data`), so ``torch.load(weights_only=True)`` reads them.
 
 Checkpoints are written atomically (:class:`AtomicCheckpointIO`) to ``<run>/checkpoints``
-(:func:`checkpoint_dir`); :func:`export_codec` turns one into a codec file for ``compress --checkpoint``.
+(:func:`mocodec.training.layout.checkpoint_dir`); :func:`export_codec` turns one into a codec file for ``compress --checkpoint``.
 """
 
 from __future__ import annotations
@@ -165,11 +165,6 @@ class LastStepCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         else:
             super().on_train_end(trainer, pl_module)
-
-
-def checkpoint_dir(run_dir: str | os.PathLike | None) -> Path:
-    """Where ``mocodec train`` writes the checkpoints of the run in ``run_dir``."""
-    return Path(run_dir or ".") / "checkpoints"
 
 
 def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from mocodec.codecs import CODEC_KEY
 from mocodec.data.datamodule import ImageDataModule
 from mocodec.errors import ConfigError, WeightsError
-from mocodec.training.checkpoints import RUN_KEY, AtomicCheckpointIO, LastStepCheckpoint, check_same_codec, checkpoint_dir
+from mocodec.training.checkpoints import RUN_KEY, AtomicCheckpointIO, LastStepCheckpoint, check_same_codec
+from mocodec.training.layout import checkpoint_dir
 from mocodec.training.module import CodecModule
 from mocodec.training.stopping import StopAtDeadline
 from mocodec.utils.provenance import code_version

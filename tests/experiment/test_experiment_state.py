@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import mocodec.experiment.runs as runs
+import mocodec.training as training
 from mocodec.errors import ConfigError
 from mocodec.experiment import compared_runs, parse_recipe
 from mocodec.experiment.runs import Stretch, train_runs
@@ -78,7 +78,7 @@ def test_a_finished_run_is_reused_from_the_kept_state_and_another_configuration_
     state = tmp_path / "state"
     done = train_runs([run], recipe, tmp_path / "machine1", log=lambda _: None, stretch=Stretch(state_dir=state))[run.name]
     assert done["steps"] == 2 and not done.get("unfinished")
-    monkeypatch.setattr(runs.training, "run_cli", lambda argv: pytest.fail("a finished run must not train again"))
+    monkeypatch.setattr(training, "run_cli", lambda argv: pytest.fail("a finished run must not train again"))
     reused = train_runs([run], recipe, tmp_path / "machine2", log=lambda _: None, stretch=Stretch(state_dir=state))[run.name]
     assert reused == done
     assert steps_of(tmp_path / "machine2" / "runs" / run.name / "checkpoints" / "last.ckpt") == 2
