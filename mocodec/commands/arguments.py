@@ -75,6 +75,7 @@ def run_sweep(
         "keep_crops": args.keep_crops,
         "keep_images": [i.strip() for i in (args.keep_images or "").split(",") if i.strip()],
     }
+    dataset = args.dataset[0] if args.dataset and len(args.dataset) == 1 else args.dataset  # --dataset, repeatable
     if launched:
-        return evaluate_split(make_task, curves, args.out, args.dataset, dataset_options, args.devices, force=args.force, **options)
-    return evaluate(make_task(), curves, args.out, args.dataset, dataset_options, force=args.force, shard=shard, **options).doc
+        return evaluate_split(make_task, curves, args.out, dataset, dataset_options, args.devices, force=args.force, **options)
+    return evaluate(make_task(), curves, args.out, dataset, dataset_options, force=args.force, shard=shard, **options).doc

@@ -24,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="e.g. 1-4 or 10,30,50 (default: every quality a learned codec has, a classic codec's 5,10,20,30,50,75,95)",
     )
-    parser.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help="folder of images (searched recursively); repeat it to measure several folders as one dataset",
+    )
     parser.add_argument(
         "--out",
         required=True,

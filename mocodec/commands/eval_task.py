@@ -41,10 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset",
+        action="append",
         default=None,
-        help="image folder (ImageNet ImageFolder / LOC csv layout, or unlabeled); default: the task's offline set",
+        help="image folder (ImageNet ImageFolder / LOC csv layout, or unlabeled); default: the task's offline set. "
+        "Repeat it to judge several folders as one dataset; a folder's own options as '{root: FOLDER, classes: 1/2}'",
     )
-    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. layout=unlabeled, labels=PATH.csv")
+    parser.add_argument(
+        "--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. layout=unlabeled, labels=PATH.csv (every folder)"
+    )
     parser.add_argument("--out", required=True, help="results JSON; an existing file of the same task, model and dataset is resumed")
     parser.add_argument("--plot", default=None, help="rate-task figure (.png/.pdf), one panel per metric; redrawn when resuming")
     parser.add_argument("--anchor", default=None, help="curve the BD table compares against (default: the first)")

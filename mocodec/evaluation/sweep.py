@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mocodec.codecs.base import device_of
 from mocodec.data.io import list_images, read_image
-from mocodec.data.samples import dataset_identity
+from mocodec.data.samples import DatasetSpec, read_dataset
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
 from mocodec.evaluation.coding import code_image
 from mocodec.evaluation.crops import CropKeeper, clear_crops, crops_folder, merge_crops, selection_metrics
@@ -372,7 +372,7 @@ def evaluate(
     task: Task,
     curves: Sequence[Curve],
     out: str | Path,
-    dataset: str | Path | None = None,
+    dataset: DatasetSpec = None,
     dataset_options: dict[str, Any] | None = None,
     *,
     fidelity: Sequence[str] = DEFAULT_FIDELITY,
@@ -386,6 +386,8 @@ def evaluate(
 ) -> Results:
     """A whole sweep: samples, codecs, resume-or-new results, the loop; returns the results.
 
+    ``dataset``: a folder, a ``{root: FOLDER, OPTION: VALUE}`` mapping, or a list of them judged as
+    one dataset (:func:`~mocodec.data.samples.read_dataset`); ``dataset_options`` apply to every folder.
     ``codec_device``: where learned codecs' transforms run (``cuda``); the entropy coder runs on the CPU.
     With ``shard`` only that shard's samples are judged and the file records the shard
     (``mocodec merge`` joins the shards); a new shard file starts from the records of its
@@ -396,18 +398,16 @@ def evaluate(
     unknown = [m for m in fidelity if m not in FIDELITY]
     if unknown:
         raise ConfigError(f"unknown fidelity metric '{unknown[0]}'; choose from {', '.join(FIDELITY)}")
-    options = dict(dataset_options or {})
-    check_options(task.dataset, options, f"the {task.name} dataset")
-    samples = task.dataset(dataset, **options)
+    samples, info = read_dataset(task.dataset, dataset, dataset_options, f"the {task.name} dataset")  # info: of the whole dataset
     codecs = load_codecs(curves, codec_device)
-    info = dataset_identity(samples, dataset, options)  # of the whole dataset, shard or not
+    root = dataset if isinstance(dataset, (str, Path)) else None  # how files written before digests named the dataset
     expected = new_document(task.identity(), info, list(fidelity), task_metrics(task))
     if shard is not None:
         samples = shard.select(samples, key=lambda s: s.id)
     if shard is not None and resume_from is not None and not force and not Path(out).exists() and Path(resume_from).is_file():
-        results = Results(restrict(Results.open(resume_from, expected, root=dataset).doc, {s.id for s in samples}))
+        results = Results(restrict(Results.open(resume_from, expected, root=root).doc, {s.id for s in samples}))
     else:
-        results = Results.open(out, expected, force, root=dataset)
+        results = Results.open(out, expected, force, root=root)
     wanted = shard.as_dict() if shard is not None else None
     if results.num_records() and results.doc.get(SHARD_KEY) != wanted:
         held = results.doc.get(SHARD_KEY)
@@ -453,7 +453,7 @@ def evaluate_shard(
     make_task: Callable[[], Task],
     curves: Sequence[Curve],
     out: str | Path,
-    dataset: str | Path | None,
+    dataset: DatasetSpec,
     dataset_options: dict[str, Any] | None,
     shard: Shard,
     part: Path,
@@ -479,7 +479,7 @@ def evaluate_split(
     make_task: Callable[[], Task],
     curves: Sequence[Curve],
     out: str | Path,
-    dataset: str | Path | None,
+    dataset: DatasetSpec,
     dataset_options: dict[str, Any] | None,
     devices: int,
     **kwargs: Any,

@@ -103,7 +103,7 @@ class TaskEntry:
     task: str
     metrics: tuple[str, ...]
     options: Options = field(default_factory=dict)
-    dataset: str | None = None
+    dataset: str | tuple[str | dict, ...] | None = None  # a folder, or several judged as one (mocodec.data.samples)
     dataset_options: Options = field(default_factory=dict)
 
 
@@ -285,7 +285,8 @@ def _describe(hint: Any, plural: bool = False) -> str:
     """Plain words for a field's type: 'a list of whole numbers'."""
     if _is_union(hint):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return " or ".join(_describe(a, plural) for a in options) + " or null"
+        nullable = len(options) < len(typing.get_args(hint))
+        return " or ".join(_describe(a, plural) for a in options) + (" or null" if nullable else "")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
         return ("lists" if plural else "a list") + f" of {_describe(args[0], plural=True)}"

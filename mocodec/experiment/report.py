@@ -54,9 +54,17 @@ def describe_dataset(dataset: dict) -> str:
     """A results file's dataset in words: its name, options and digest (an older file's folder as it recorded it)."""
     if "root" in dataset:  # written before datasets were identified by digest
         return dataset["root"] or "tiles of the held-out embedded photographs"
-    name = "tiles of the held-out embedded photographs" if dataset["name"] == "default" else f"`{dataset['name']}`"
-    options = ", ".join(f"{k} {v}" for k, v in dataset.get("options", {}).items())
-    return f"{name}{', ' + options if options else ''}, digest {dataset['digest']}"
+    if "parts" in dataset:  # several folders judged as one
+        folders = " + ".join(f"{_folder_words(part)} ({part['num_samples']} images)" for part in dataset["parts"])
+        return f"{folders}, digest {dataset['digest']}"
+    return f"{_folder_words(dataset)}, digest {dataset['digest']}"
+
+
+def _folder_words(folder: Mapping[str, Any]) -> str:
+    """A folder's name and its reader's options in words."""
+    name = "tiles of the held-out embedded photographs" if folder["name"] == "default" else f"`{folder['name']}`"
+    options = ", ".join(f"{k} {v}" for k, v in folder.get("options", {}).items())
+    return f"{name}{', ' + options if options else ''}"
 
 
 def _fmt(value: float, digits: int = 2) -> str:

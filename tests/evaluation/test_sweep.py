@@ -576,3 +576,47 @@ def test_the_dataset_is_identified_by_name_count_and_content_not_by_path(tmp_pat
     evaluate(judge, plan_curves(["jpeg"], ["30"]), out, images)
     resumed = json.loads(out.read_text())
     assert resumed["dataset"] == here and len(resumed["entries"][0]["per_image"]) == 5  # 5 readable images, one broken
+
+
+def test_several_folders_are_judged_as_one_dataset(cli, tmp_path, images, judge):
+    """Each folder with its own options (a mapping, also as YAML text on the command line), ids prefixed with the
+    folder's name, one identity naming the folders; the records of each image as a sweep of its folder alone gives."""
+    import shutil
+
+    from mocodec.data.samples import read_dataset
+
+    judging = tmp_path / "judging"
+    judging.mkdir()
+    for name in ("tile0.png", "tile1.png", "wide.png"):  # the same file names as in images/: the prefixes keep ids apart
+        shutil.copy(images / name, judging / name)
+    samples, identity = read_dataset(judge.dataset, [images, {"root": str(judging)}])
+    assert [s.id for s in samples if s.id.startswith("judging/")] == ["judging/tile0.png", "judging/tile1.png", "judging/wide.png"]
+    assert len(samples) == 9 and all(s.id.startswith(("images/", "judging/")) for s in samples)
+    assert identity["name"] == "images+judging" and identity["num_samples"] == 9
+    assert [(p["name"], p["num_samples"]) for p in identity["parts"]] == [("images", 6), ("judging", 3)]
+    assert identity["digest"] != read_dataset(judge.dataset, images)[1]["digest"]
+
+    with pytest.raises(ConfigError, match="names folder 'images' more than once"):
+        read_dataset(judge.dataset, [images, images])
+    with pytest.raises(ConfigError, match="takes no option 'colour'"):
+        read_dataset(judge.dataset, [images, {"root": str(judging), "colour": "red"}], what="the classification dataset")
+    with pytest.raises(ConfigError, match="names no folder"):
+        read_dataset(judge.dataset, [images, {"classes": "1/2"}])
+
+    out = tmp_path / "pooled.json"
+    run = cli(
+        "eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(images),
+        "--dataset", f"{{root: {judging}}}", "--out", str(out), "--keep-crops", "0",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    pooled = json.loads(out.read_text())
+    assert pooled["dataset"]["name"] == "images+judging" and pooled["dataset"]["num_samples"] == 9
+    alone = tmp_path / "alone.json"
+    assert cli("eval-rd", "--codec", "jpeg", "--qualities", "30", "--dataset", str(judging), "--out", str(alone)).returncode == 0
+    records = {r["id"]: r for r in pooled["entries"][0]["per_image"]}
+    for r in json.loads(alone.read_text())["entries"][0]["per_image"]:
+        assert {k: v for k, v in records[f"judging/{r['id']}"].items() if k not in (*TIMES, "id")} == {
+            k: v for k, v in r.items() if k not in (*TIMES, "id")
+        }
+    bad = cli("eval-rd", "--codec", "jpeg", "--dataset", str(images), "--dataset", "{root: [", "--out", str(tmp_path / "x.json"))
+    assert bad.returncode != 0 and "cannot read dataset '{root: ['" in bad.stderr and "Traceback" not in bad.stderr

@@ -82,6 +82,10 @@ def test_recipe_errors(edit, message):
         (lambda r: r.update(seeds=[1, 1]), "seeds must be distinct and at least one, got [1, 1]"),
         (lambda r: r["tasks"]["judge"].update(metrics=[]), "tasks.judge.metrics must name at least one metric"),
         (
+            lambda r: r["tasks"]["judge"].update(dataset=5),
+            "tasks.judge.dataset must be a text or a list of texts or mappings or null, got 5",
+        ),
+        (
             lambda r: r.update(codecs={"tiny": {"codec": "bmshj2018-hyperprior", "qualty": 2}}),
             "unknown key 'qualty' in codecs.tiny; did you mean 'quality'?",
         ),
@@ -105,6 +109,17 @@ def test_recipe_yaml_reads_back_to_the_same_recipe(path, tmp_path):
     written = tmp_path / "recipe.yaml"
     written.write_text(yaml.safe_dump(recipe_data(recipe), sort_keys=False))  # as run_experiment writes it
     assert load_recipe(written) == recipe
+
+
+def test_a_task_judges_several_folders_as_one_dataset(tmp_path):
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    folders = [{"root": "../shared/data/imagenet-sample", "classes": "1/2"}, "../shared/data/imagenet-judge"]
+    recipe["tasks"]["judge"]["dataset"] = folders
+    parsed = parse_recipe(recipe)
+    assert parsed.tasks[0].dataset == tuple(folders)
+    written = tmp_path / "recipe.yaml"
+    written.write_text(yaml.safe_dump(recipe_data(parsed), sort_keys=False))
+    assert load_recipe(written) == parsed
 
 
 def test_training_options_pass_through_untouched():
