@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= outputs/demo
 
-.PHONY: install demo lint test test-all bench browser clean
+.PHONY: install demo lint test test-all bench browser stretch clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ test-all: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# One stretch of a long recipe (the machine codec's training, issue 25): MINUTES of training, every run
+# resumable, its state kept in training_state/<recipe>/ (commit that folder after). The same command
+# continues on any clone; ACCELERATOR=gpu trains the stretch on a GPU, the runs and their state unchanged.
+RECIPE ?= configs/experiments/machine_codec.yaml
+MINUTES ?= 60
+JOBS ?= 2
+stretch: install
+	$(VENV)/bin/mocodec experiment --config $(RECIPE) --jobs $(JOBS) --minutes $(MINUTES) \
+		--state training_state/$(basename $(notdir $(RECIPE))) $(if $(ACCELERATOR),--accelerator $(ACCELERATOR))
 
 # headless Chromium and its driver (Debian packages) for the report page's browser test, which skips without them
 browser:

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "restored before training, written after each run or stretch",
     )
     parser.add_argument(
+        "--accelerator",
+        default=None,
+        help="train this invocation's runs here instead of where the recipe says: gpu, cpu or auto (Lightning's names); "
+        "the runs and their kept state stay the same runs",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="re-analyse the recorded results in --out and rewrite figures, tables, summary.json and report.md; never trains or judges",
@@ -45,5 +51,5 @@ def run(args: argparse.Namespace) -> None:
         return
     command_line += f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command_line += f" --state {args.state}" if args.state else ""
-    stretch = Stretch.of(args.minutes, args.state)
+    stretch = Stretch.of(args.minutes, args.state, args.accelerator)
     run_experiment(recipe, out, log=log, progress=progress_bar, command=command_line, jobs=args.jobs, stretch=stretch)

@@ -178,17 +178,23 @@ class Stretch:
     ``deadline``: wall-clock time (``time.time()``) at which training stops, every run resumable;
     None: train every run to its end. ``state_dir``: the folder :mod:`mocodec.experiment.state`
     keeps each run's state in (restored before a run trains, saved after); None: the run folders only.
+    ``accelerator``: where this stretch trains (Lightning's ``trainer.accelerator``: ``gpu``,
+    ``cpu``, ``auto``), instead of the recipe's; None: the recipe's. Where a run trains is not
+    what it is: its digest, and so its kept state, stay valid, so a recipe started on a CPU goes on
+    on a GPU and back.
     """
 
     deadline: float | None = None
     state_dir: Path | None = None
+    accelerator: str | None = None
     min_seconds: float = 60.0  # a run not started with this much time left waits for the next invocation
 
     @classmethod
-    def of(cls, minutes: float | None = None, state_dir: str | os.PathLike | None = None) -> Stretch:
+    def of(cls, minutes: float | None = None, state_dir: str | os.PathLike | None = None, accelerator: str | None = None) -> Stretch:
         if minutes is not None and not minutes > 0:
             raise ConfigError(f"--minutes must be a positive number of minutes, not {minutes}")
-        return cls(time.time() + 60 * minutes if minutes is not None else None, Path(state_dir) if state_dir is not None else None)
+        deadline = time.time() + 60 * minutes if minutes is not None else None
+        return cls(deadline, Path(state_dir) if state_dir is not None else None, accelerator)
 
 
 WHOLE_RUNS = Stretch()  # every run trained to its end, its state in its run folder only
@@ -214,6 +220,8 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
                 f"run {run.name} in {out} was trained with another configuration; delete {run_dir} to retrain it, or choose another --out"
             )
         return done
+    if stretch.accelerator is not None:  # after the digest: where a run trains is not what it is
+        config["trainer"]["accelerator"] = stretch.accelerator
     config_path = run_dir / "train.yaml"
     atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
     resuming = checkpoint_of(run_dir).is_file()

@@ -87,6 +87,19 @@ def test_a_finished_run_is_reused_from_the_kept_state_and_another_configuration_
         train_runs(compared_runs(other), other, tmp_path / "machine3", log=lambda _: None, stretch=Stretch(state_dir=state))
 
 
+def test_where_a_run_trains_is_not_what_it_is(tmp_path, monkeypatch):
+    """--accelerator moves a stretch (to a GPU, or back): the run's config says so, its digest and kept state do not."""
+    recipe = _recipe(steps=2)
+    (run,) = compared_runs(recipe)
+    state, first = tmp_path / "state", tmp_path / "machine1"
+    done = train_runs([run], recipe, first, log=lambda _: None, stretch=Stretch(state_dir=state, accelerator="auto"))[run.name]
+    written = yaml.safe_load((first / "runs" / run.name / "train.yaml").read_text())
+    assert written["trainer"]["accelerator"] == "auto" != recipe.training["trainer"]["accelerator"]
+    assert done["config_digest"] == run.digest(recipe, first)
+    monkeypatch.setattr(training, "run_cli", lambda argv: pytest.fail("a finished run must not train again"))
+    assert train_runs([run], recipe, tmp_path / "machine2", log=lambda _: None, stretch=Stretch(state_dir=state))[run.name] == done
+
+
 @pytest.mark.parametrize("minutes", [0, -5])
 def test_a_stretch_of_no_time_is_refused(minutes):
     with pytest.raises(ConfigError, match="--minutes must be a positive number of minutes"):
