@@ -22,7 +22,17 @@ from mocodec.evaluation.sweep import Progress, create_task_from_options
 from mocodec.experiment.analysis import analyse_task, plan_task_curves
 from mocodec.experiment.recipe import RECIPE_VERSION, Recipe, TaskEntry, load_recipe, recipe_data
 from mocodec.experiment.report import log_to_wandb, write_artefacts
-from mocodec.experiment.runs import WHOLE_RUNS, Log, Stretch, compared_runs, finished_runs, pretraining_runs, train_runs, unfinished
+from mocodec.experiment.runs import (
+    WHOLE_RUNS,
+    Log,
+    Stretch,
+    compared_runs,
+    finished_runs,
+    pretraining_runs,
+    train_runs,
+    training_phases,
+    unfinished,
+)
 from mocodec.files import atomic_write_json, atomic_write_text
 from mocodec.tasks import task_class
 from mocodec.tasks.base import Task
@@ -59,7 +69,7 @@ def run_experiment(
     started = time.monotonic()
     try:
         done = {}
-        for phase in (pretraining_runs(recipe), compared_runs(recipe)):  # the bases first: the compared runs start from them
+        for phase in training_phases(recipe):  # the bases first: the runs of the next phase start from them
             done |= train_runs(phase, recipe, out, log, jobs, stretch)
             stopped = unfinished(done)
             if stopped:

@@ -84,12 +84,18 @@ class TermEntry:
 
     ``balance_warmup``: steps before the terms are balanced (null: not balanced; a single
     term needs none). The first listed distortion is the reference of balancing.
+
+    ``start_from``: another term's label: each run of this term is fine-tuned (fresh optimisers)
+    from that term's finished run at the same λ and seed -- e.g. a feature term from the MSE codec
+    it is measured against -- and trains ``steps`` of its own (default: the recipe's ``steps``).
     """
 
     label: str
     distortions: Options
     lmbdas: tuple[float, ...]
     balance_warmup: int | None = None
+    start_from: str | None = None
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -332,9 +338,12 @@ def validate(recipe: Recipe) -> None:
                 f"codecs.{codec.label}.pretrain needs steps >= 1 and lmbda > 0, "
                 f"got steps={codec.pretrain.steps}, lmbda={codec.pretrain.lmbda}"
             )
+    _check_starts(recipe)
     for term in recipe.terms:
         if not term.lmbdas:
             raise ConfigError(f"terms.{term.label}.lmbdas must be a list of numbers, got []")
+        if term.steps is not None and term.steps < 1:
+            raise ConfigError(f"terms.{term.label}.steps must be >= 1 (or null: the recipe's steps), got {term.steps}")
         for codec in recipe.codecs:
             if codec.qualities is not None and len(codec.qualities) != len(term.lmbdas):
                 raise ConfigError(
@@ -362,9 +371,11 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(
             f"steps must be >= 1 and checkpoints between 1 and steps, got steps={recipe.steps}, checkpoints={recipe.checkpoints}"
         )
-    for where, steps in [("steps", recipe.steps)] + [
-        (f"codecs.{c.label}.pretrain.steps", c.pretrain.steps) for c in recipe.codecs if c.pretrain is not None
-    ]:
+    for where, steps in (
+        [("steps", recipe.steps)]
+        + [(f"codecs.{c.label}.pretrain.steps", c.pretrain.steps) for c in recipe.codecs if c.pretrain is not None]
+        + [(f"terms.{t.label}.steps", t.steps) for t in recipe.terms if t.steps is not None]
+    ):
         if steps < recipe.checkpoints or steps % recipe.checkpoints:
             raise ConfigError(
                 f"{where} ({steps}) must be a multiple of checkpoints ({recipe.checkpoints}), so the last checkpoint is the last step"
@@ -382,6 +393,33 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(f"training sets {sorted(fixed)[0]}, which the recipe decides per run; set it through codecs, terms or seeds")
     if not 0 < recipe.interval < 1 or recipe.bootstrap < 1:
         raise ConfigError(f"interval must be in (0, 1) and bootstrap >= 1, got {recipe.interval} and {recipe.bootstrap}")
+
+
+def _check_starts(recipe: Recipe) -> None:
+    """A term's ``start_from`` names another term that has each of its λ at the same quality, without a cycle."""
+    terms = {t.label: t for t in recipe.terms}
+    for term in recipe.terms:
+        if term.start_from is None:
+            continue
+        where = f"terms.{term.label}.start_from"
+        base = terms.get(term.start_from)
+        if base is None or base is term:
+            others = ", ".join(label for label in terms if label != term.label) or "none"
+            raise ConfigError(f"{where} must name another term to fine-tune from, got '{term.start_from}'; the other terms: {others}")
+        missing = [f"{lmbda:g}" for lmbda in term.lmbdas if lmbda not in base.lmbdas]
+        if missing:
+            raise ConfigError(f"{where}: term {base.label} has no run at λ {', '.join(missing)} to start from; give it those λ")
+        for codec in recipe.codecs:
+            if codec.qualities is not None and any(
+                codec.qualities[term.lmbdas.index(x)] != codec.qualities[base.lmbdas.index(x)] for x in term.lmbdas
+            ):
+                raise ConfigError(f"{where}: a λ of {term.label} has another quality than in {base.label}; list the λ in the same order")
+        seen, current = {term.label}, base
+        while current.start_from is not None:
+            if current.start_from in seen:
+                raise ConfigError(f"{where}: the terms start from each other in a cycle ({' -> '.join([*seen, current.start_from])})")
+            seen.add(current.label)
+            current = terms[current.start_from]
 
 
 # --------------------------------------------------------------------------- writing

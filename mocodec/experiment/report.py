@@ -180,7 +180,8 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
         f"- Code version: `{summary['code_version']}`; wall time {wall['total'] / 60:.1f} min "
         f"(training {wall['training'] / 60:.1f} min, evaluation {wall['evaluation'] / 60:.1f} min; summed over invocations).",
         *([_rewritten(rewritten)] if rewritten else []),
-        f"- Every run: {recipe.steps} steps (compared at equal steps), seeds {', '.join(map(str, recipe.seeds))}, "
+        f"- Every run: {recipe.steps} steps{'' if any(t.start_from or t.steps for t in recipe.terms) else ' (compared at equal steps)'}, "
+        f"seeds {', '.join(map(str, recipe.seeds))}, "
         f"batch {data.get('batch_size', 'default')}, crops {data.get('crop_size', 'default')} px, "
         f"training images: {data.get('train') or 'the embedded training photographs'}.",
         *[
@@ -189,6 +190,13 @@ def report_markdown(recipe: Recipe, summary: Mapping[str, Any]) -> str:
             f"(`runs/{Run.pretraining_of(c, recipe.seeds[0]).name}`, ...), with fresh optimisers."
             for c in recipe.codecs
             if c.pretrain is not None
+        ],
+        *[
+            f"- Every run of term `{t.label}` is fine-tuned from term `{t.start_from}`'s finished run at the same λ and seed, "
+            f"for {t.steps or recipe.steps} steps of its own, with fresh optimisers: it has trained that many steps more "
+            f"than the run it starts from."
+            for t in recipe.terms
+            if t.start_from is not None
         ],
         f"- Intervals: {recipe.interval:.0%} percentile bootstrap ({recipe.bootstrap} resamples) over images and seeds; "
         "a difference whose BD-rate interval holds 0 is **inside the noise**. A BD-rate is averaged over the metric range "

@@ -69,15 +69,20 @@ class Run:
         """The run's rate point within its curve."""
         return f"lambda={self.lmbda:g}"
 
-    @property
-    def base(self) -> Run | None:
-        """The pretraining run this run starts from; None: it starts from the codec's ``init_weights``."""
-        if self.pretraining or self.codec.pretrain is None:
+    def base(self, recipe: Recipe) -> Run | None:
+        """The run this run is fine-tuned from: its term's ``start_from`` run at its λ, else its codec's
+        pretraining run; None: it starts from the codec's ``init_weights``."""
+        if self.pretraining:
             return None
-        return Run.pretraining_of(self.codec, self.seed)
+        if self.term.start_from is not None:
+            term = next(t for t in recipe.terms if t.label == self.term.start_from)
+            return Run(self.codec, term, self.lmbda, self.seed)
+        return Run.pretraining_of(self.codec, self.seed) if self.codec.pretrain is not None else None
 
     def steps(self, recipe: Recipe) -> int:
-        return self.codec.pretrain.steps if self.pretraining else recipe.steps
+        if self.pretraining:
+            return self.codec.pretrain.steps
+        return self.term.steps if self.term.steps is not None else recipe.steps
 
     @property
     def quality(self) -> int:
@@ -101,7 +106,7 @@ class Run:
                 "check_val_every_n_epoch": None,
             }
         )
-        base = self.base
+        base = self.base(recipe)
         config.setdefault("model", {}).update(
             {
                 "codec": self.codec.codec,
@@ -120,9 +125,23 @@ class Run:
         """A short digest of the run's config: what it trains and from what, not where the results folder lies."""
         config = self.config(recipe, out)
         config["trainer"].pop("default_root_dir")
-        if self.base is not None:  # the base by name and configuration: retraining it otherwise invalidates this run
-            config["model"]["init_weights"] = f"{self.base.name}@{self.base.digest(recipe, out)}"
+        base = self.base(recipe)
+        if base is not None:  # the base by name and configuration: retraining it otherwise invalidates this run
+            config["model"]["init_weights"] = f"{base.name}@{base.digest(recipe, out)}"
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def training_phases(recipe: Recipe) -> list[list[Run]]:
+    """Every run of ``recipe`` in the order they can train: the pretraining runs, then the compared
+    runs in waves, each wave's runs starting from runs of the waves before (``start_from``)."""
+    phases, placed = [pretraining_runs(recipe)], set()
+    waiting = list(recipe.terms)
+    while waiting:
+        ready = [t for t in waiting if t.start_from is None or t.start_from in placed]
+        phases.append([r for r in compared_runs(recipe) if r.term in ready])
+        placed |= {t.label for t in ready}
+        waiting = [t for t in waiting if t not in ready]
+    return [phase for phase in phases if phase]
 
 
 def compared_runs(recipe: Recipe) -> list[Run]:
@@ -359,6 +378,7 @@ __all__ = [
     "unfinished",
     "compared_runs",
     "pretraining_runs",
+    "training_phases",
     "checkpoint_of",
     "train_run",
     "train_runs",

@@ -34,8 +34,8 @@ def test_pretrained_base_and_parallel_runs(tmp_path):
 
     recipe = parse_recipe(_pretraining_recipe())
     (base,) = pretraining_runs(recipe)
-    assert base.name == "tiny_pretrain_seed0" and base.steps(recipe) == 2 and base.base is None
-    assert [r.base for r in compared_runs(recipe)] == [base, base]
+    assert base.name == "tiny_pretrain_seed0" and base.steps(recipe) == 2 and base.base(recipe) is None
+    assert [r.base(recipe) for r in compared_runs(recipe)] == [base, base]
     out = tmp_path / "out"
     done = train_runs(pretraining_runs(recipe), recipe, out, log=lambda _: None)
     lines = []
@@ -103,3 +103,53 @@ def test_a_killed_worker_says_where_the_logs_are_and_that_a_rerun_resumes(tmp_pa
         rf"the unfinished runs' output is in {logs}; rerun the same command to resume$",
     ):
         train_runs(compared_runs(recipe), recipe, tmp_path, log=lambda _: None, jobs=2)
+
+
+def _fine_tuning_recipe(**term):
+    """The tiny recipe whose second term is fine-tuned from the MSE runs (``start_from``)."""
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    recipe["terms"]["mse+msssim"].update({"start_from": "mse", "steps": 1, **term})
+    return recipe
+
+
+def test_a_term_fine_tuned_from_another_term_s_runs(tmp_path):
+    from mocodec.experiment.runs import training_phases
+    from mocodec.weights import load_checkpoint
+
+    recipe = parse_recipe(_fine_tuning_recipe())
+    mse, tuned = compared_runs(recipe)[:2], compared_runs(recipe)[2:]
+    assert [[r.name for r in phase] for phase in training_phases(recipe)] == [[r.name for r in mse], [r.name for r in tuned]]
+    assert [r.base(recipe) for r in tuned] == mse and [r.steps(recipe) for r in tuned] == [1, 1]
+    out = tmp_path / "out"
+    for phase in training_phases(recipe):
+        train_runs(phase, recipe, out, log=lambda _: None)
+    for run, base in zip(tuned, mse):
+        config = yaml.safe_load((out / "runs" / run.name / "train.yaml").read_text())
+        base_ckpt = out / "runs" / base.name / "checkpoints" / "last.ckpt"
+        assert config["model"]["init_weights"] == str(base_ckpt) and config["trainer"]["max_steps"] == 1
+        assert load_checkpoint(out / "runs" / run.name / "checkpoints" / "last.ckpt")["global_step"] == 1
+    # Its digest follows its base: retraining the base otherwise makes it another run.
+    other = parse_recipe({**_fine_tuning_recipe(), "steps": 4})
+    assert compared_runs(other)[2].digest(other, out) != tuned[0].digest(recipe, out)
+
+
+@pytest.mark.parametrize(
+    ("term", "message"),
+    [
+        ({"start_from": "msse"}, "terms.mse+msssim.start_from must name another term to fine-tune from, got 'msse'; the other terms: mse"),
+        ({"start_from": "mse+msssim"}, "terms.mse+msssim.start_from must name another term to fine-tune from, got 'mse+msssim'"),
+        ({"lmbdas": [0.0018, 0.05]}, "terms.mse+msssim.start_from: term mse has no run at λ 0.05 to start from"),
+        ({"steps": 0}, "terms.mse+msssim.steps must be >= 1 (or null: the recipe's steps), got 0"),
+    ],
+)
+def test_a_term_s_start_is_checked(term, message):
+    with pytest.raises(ConfigError) as err:
+        parse_recipe(_fine_tuning_recipe(**term))
+    assert str(err.value).startswith(message)
+
+
+def test_terms_that_start_from_each_other_are_refused():
+    recipe = _fine_tuning_recipe()
+    recipe["terms"]["mse"]["start_from"] = "mse+msssim"
+    with pytest.raises(ConfigError, match="start from each other in a cycle"):
+        parse_recipe(recipe)
