@@ -1,4 +1,4 @@
-"""Every shipped recipe runs: offline_small, paper and imagenet_terms end to end at test size (their codecs, terms,
+"""Every shipped recipe runs: offline_small, paper, imagenet_terms, machine_codec and its pilot end to end at test size (their codecs, terms,
 bases and baselines; tiny widths, 2 steps, the tiny random judge), paper as shipped fails offline in
 one line, and the committed offline_small report is what the analysis makes of its committed results.
 (tiny.yaml runs as it is in test_experiment_pipeline.py.)"""
@@ -60,7 +60,7 @@ def at_test_size(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("name", ["offline_small", "paper", "imagenet_terms"])
+@pytest.mark.parametrize("name", ["offline_small", "paper", "imagenet_terms", "machine_codec", "machine_codec_pilot"])
 def test_shipped_recipe_runs_at_test_size(name, tmp_path):
     shipped = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     recipe = parse_recipe(at_test_size(shipped))
