@@ -1,4 +1,4 @@
-"""Start-up of the command line: wall time of `mocodec --help`, `list`, `compress/decompress --codec jpeg`, and the import floors.
+"""Start-up of the command line: wall time of `mocodec --help`, `list`, `compress/decompress --codec jpeg`, `report`, and the import floors.
 
     .venv/bin/python benchmarks/bench_startup.py [--repeats 7]
 
@@ -31,6 +31,9 @@ def timed(cmd: list[str], repeats: int) -> float:
     return statistics.median(times)
 
 
+REPORTED = Path(__file__).resolve().parents[1] / "docs" / "anchors" / "kodak-jpeg2000.json"  # a committed results file
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -51,6 +54,10 @@ def main() -> None:
                 mocodec + ["compress", str(photo), str(moc), "--codec", "jpeg", "--quality", "50", "--force"],
             ),
             ("mocodec decompress (jpeg)", mocodec + ["decompress", str(moc), str(Path(tmp) / "out.png"), "--force"]),
+            (
+                "mocodec report (one eval-rd file, --no-images)",
+                mocodec + ["report", str(REPORTED), "--out", str(Path(tmp) / "page.html"), "--no-images", "--force"],
+            ),
             ("python -c 'import torch'", [sys.executable, "-c", "import torch"]),
             ("python -c 'import compressai'", [sys.executable, "-W", "ignore", "-c", "import compressai"]),
             (
