@@ -138,6 +138,8 @@ def training_phases(recipe: Recipe) -> list[list[Run]]:
     waiting = list(recipe.terms)
     while waiting:
         ready = [t for t in waiting if t.start_from is None or t.start_from in placed]
+        if not ready:  # validate() refuses such recipes; a hand-made Recipe must not loop here
+            raise ConfigError(f"terms {', '.join(t.label for t in waiting)} start from terms that never train")
         phases.append([r for r in compared_runs(recipe) if r.term in ready])
         placed |= {t.label for t in ready}
         waiting = [t for t in waiting if t not in ready]
