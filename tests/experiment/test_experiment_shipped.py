@@ -60,7 +60,20 @@ def at_test_size(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("name", ["offline_small", "paper", "imagenet_terms", "machine_codec", "machine_codec_pilot"])
+# The paper's and the pilot's (8 runs each) are the slowest: `make test-all` runs them, the default suite the others.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "offline_small",
+        pytest.param("paper", marks=SLOW),
+        "imagenet_terms",
+        "machine_codec",
+        pytest.param("machine_codec_pilot", marks=SLOW),
+    ],
+)
 def test_shipped_recipe_runs_at_test_size(name, tmp_path):
     shipped = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     recipe = parse_recipe(at_test_size(shipped))
