@@ -87,9 +87,14 @@ class CodedImage:
     decoding_time: float
 
 
+def levels_8bit(x: Tensor) -> Tensor:
+    """The 8-bit levels (0-255, as floats) a PNG of the decoded output would hold."""
+    return x.clamp(0, 1).mul(255).round()
+
+
 def quantize_8bit(x: Tensor) -> Tensor:
     """The image a PNG of the decoded output would hold."""
-    return x.clamp(0, 1).mul(255).round().div(255)
+    return levels_8bit(x).div(255)
 
 
 @torch.no_grad()

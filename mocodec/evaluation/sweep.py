@@ -54,7 +54,7 @@ from mocodec.codecs.base import device_of
 from mocodec.data.io import list_images, read_image
 from mocodec.data.samples import DatasetSpec, read_dataset
 from mocodec.errors import ConfigError, ImageReadError, MocodecError, OutputExistsError
-from mocodec.evaluation.coding import code_image
+from mocodec.evaluation.coding import code_image, levels_8bit
 from mocodec.evaluation.crops import CropKeeper, clear_crops, crops_folder, merge_crops, selection_metrics
 from mocodec.evaluation.metrics import FIDELITY, FidelityMeter, metric_table
 from mocodec.evaluation.plan import Curve, RatePoint, load_codecs, point_identity
@@ -156,7 +156,7 @@ class CodingStage(Dataset):
         points = []
         for point in todo:
             coded = code_image(self.codecs[point], x, info, estimate=estimate)
-            levels = coded.x_hat.clamp(0, 1).mul_(255).round_()  # the 8-bit image a PNG of the output would hold
+            levels = levels_8bit(coded.x_hat)  # rounded once: measured as levels / 255, handed on as uint8
             measured = meter.measure(levels / 255)
             record = {
                 "id": sample.id,
