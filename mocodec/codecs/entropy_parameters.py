@@ -61,12 +61,12 @@ class FloatArithmetic:
     @cached_property
     def bottleneck_tables(self) -> RansTables:
         bottleneck = self.codec.entropy_bottleneck
-        return derived(self.codec, bottleneck, "tables", lambda: RansTables.of(bottleneck))
+        return derived(self.codec, bottleneck, (self.name, "tables"), lambda: RansTables.of(bottleneck))
 
     @cached_property
     def gaussian_tables(self) -> RansTables:
         gaussian = self.codec.gaussian_conditional
-        return derived(self.codec, gaussian, "tables", lambda: RansTables.of(gaussian))
+        return derived(self.codec, gaussian, (self.name, "tables"), lambda: RansTables.of(gaussian))
 
     def network(self, module: nn.Module) -> Callable[[Tensor], Tensor]:
         return module
@@ -107,7 +107,7 @@ class ExactArithmetic:
     @cached_property
     def bottleneck_tables(self) -> RansTables:
         bottleneck = self.codec.entropy_bottleneck
-        return derived(self.codec, bottleneck, "tables", lambda: exact.bottleneck_tables(bottleneck))
+        return derived(self.codec, bottleneck, (self.name, "tables"), lambda: exact.bottleneck_tables(bottleneck))
 
     @cached_property
     def gaussian_tables(self) -> RansTables:

@@ -262,3 +262,18 @@ def test_mbt2018_file_decodes_identically_in_a_fresh_process(tmp_path, astronaut
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     assert torch.equal(torch.load(tmp_path / "decoded.pt"), x_hat)
+
+
+def test_a_codec_switched_between_arithmetics_codes_with_each_one_s_own_tables(astronaut):
+    """Both arithmetics keep derived tables on the codec: switching must not hand one the other's."""
+    x = crop(astronaut, (70, 129))
+    switched = informative("mbt2018", **TINY_MBT2018)
+    switched.set_arithmetic("exact")
+    switched.compress(x)
+    switched.set_arithmetic("float")
+    assert switched.compress(x)["strings"] == informative("mbt2018", **TINY_MBT2018).compress(x)["strings"]
+    exact = informative("mbt2018", **TINY_MBT2018)
+    exact.set_arithmetic("exact")
+    assert switched.compress(x)["strings"] != exact.compress(x)["strings"]  # the test tells the two apart
+    switched.set_arithmetic("exact")
+    assert switched.compress(x)["strings"] == exact.compress(x)["strings"]
