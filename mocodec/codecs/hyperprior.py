@@ -14,6 +14,7 @@ when the first of these codecs is built.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from compressai import models as cm
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.zoo.image import cfgs as COMPRESSAI_CFGS
 from compressai.zoo.image import model_urls as COMPRESSAI_URLS
-from torch import Tensor
+from torch import Tensor, nn
 
 from mocodec.codecs.arithmetic import EXACT, FLOAT
 from mocodec.codecs.base import CodecIdentity, check_input, pad_to_multiple, padded_size
@@ -42,6 +43,11 @@ def padded_strings(strings: list[bytes], max_symbols: int) -> list[bytes]:
     """The rANS decoder reads at most one 32-bit word per symbol and does not check the string's end: zero
     padding for the largest symbol count keeps a damaged or mismatched string's reads inside our own buffer."""
     return [s + bytes(4 * max_symbols + 64) for s in strings]
+
+
+# The buffers of CompressAI's entropy models that ``update()`` derives: the coder's CDF tables and, for the
+# Gaussian conditional, the scale table they are built on (CompressAI's fixed default).
+CODER_TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 class PaddedCompressAIMixin(CodecIdentity):
@@ -66,6 +72,32 @@ class PaddedCompressAIMixin(CodecIdentity):
                 out = self.coded_forward(x, arithmetic_of(self))
         out["x_hat"] = out["x_hat"][..., :h, :w]
         return out
+
+    def coder_table_keys(self) -> set[str]:
+        """The state-dict keys of the coder's CDF tables: derived from the other entries, so a file may leave them out."""
+        return {
+            f"{name}.{table}"
+            for name, module in self.named_modules()
+            if isinstance(module, (EntropyBottleneck, GaussianConditional))
+            for table in CODER_TABLES
+            if hasattr(module, table)
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> Any:
+        """CompressAI's, and also weights without the coder's CDF tables (mocodec ships its weights so).
+
+        The tables are then derived from the loaded parameters at once, never left from the weights
+        this codec held before; coding in exact arithmetic derives its own anyway.
+        """
+        tables = self.coder_table_keys()
+        if not tables or not tables.isdisjoint(state_dict):
+            return super().load_state_dict(state_dict, strict=strict)
+        result = nn.Module.load_state_dict(self, state_dict, strict=False)
+        unmatched = sorted(set(result.missing_keys) - tables) + sorted(result.unexpected_keys)
+        if strict and unmatched:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: unmatched keys {', '.join(unmatched[:5])}")
+        self.update(force=True)
+        return result
 
     def entropy_tables_ready(self) -> bool:
         return all(m._offset.numel() > 0 for m in self.modules() if isinstance(m, (EntropyBottleneck, GaussianConditional)))

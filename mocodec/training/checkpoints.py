@@ -29,6 +29,7 @@ import functools
 import io
 import os
 import random
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -167,12 +168,16 @@ class LastStepCheckpoint(ModelCheckpoint):
             super().on_train_end(trainer, pl_module)
 
 
-def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> dict[str, Any]:
+def export_codec(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False, compact: bool = False
+) -> dict[str, Any]:
     """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record.
 
     ``half``: the transforms' floating-point weights stored as float16 (half the file; loading
-    turns them back into float32), the entropy models' parameters and tables kept exact, so the
-    CDF tables stay those the weights were trained with.
+    turns them back into float32), the entropy models' parameters kept exact, so the CDF tables
+    stay those the weights were trained with. ``compact`` (what mocodec ships): the CDF tables
+    left out, since loading derives them from the parameters (a fifth of a half-precision file),
+    and the archive's entries deflated; ``torch.load`` reads it as any other.
     """
     recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
     if not isinstance(recorded, dict):
@@ -186,14 +191,29 @@ def export_codec(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bo
         state["state_dict"] = {
             k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state["state_dict"].items()
         }
+    if compact:
+        tables = codec.coder_table_keys()
+        state["state_dict"] = {k: v for k, v in state["state_dict"].items() if k not in tables}
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(out, buffer.getvalue())
+    atomic_write_bytes(out, deflated_archive(buffer.getvalue()) if compact else buffer.getvalue())
     return recorded
 
 
+def deflated_archive(archive: bytes) -> bytes:
+    """A ``torch.save`` archive with every entry deflated, names, order and dates kept (the same bytes every time)."""
+    stored = zipfile.ZipFile(io.BytesIO(archive))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as deflated:
+        for info in stored.infolist():
+            entry = zipfile.ZipInfo(info.filename, info.date_time)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            deflated.writestr(entry, stored.read(info), compresslevel=9)
+    return out.getvalue()
+
+
 def ship_codec(checkpoint: str | os.PathLike, folder: Path | None = None) -> dict[str, Any]:
-    """Ship a training checkpoint's codec with mocodec: a half-precision export in the package's weights folder.
+    """Ship a training checkpoint's codec with mocodec: a compact half-precision export in the package's weights folder.
 
     The file is ``<codec>-q<quality>.pth``; the manifest (:mod:`mocodec.codecs.shipped`) records
     its SHA-256 and how it was trained (λ, distortions, steps, starting weights), read from the
@@ -207,7 +227,7 @@ def ship_codec(checkpoint: str | os.PathLike, folder: Path | None = None) -> dic
             f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
         )
     path = folder / f"{recorded['name']}-q{recorded['quality']}.pth"
-    export_codec(checkpoint, path, half=True)
+    export_codec(checkpoint, path, half=True, compact=True)
     hp = ckpt.get("hyper_parameters", {})
     facts = {
         "lmbda": hp.get("lmbda"),

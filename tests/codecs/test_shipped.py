@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from mocodec import bitstream
 from mocodec.codecs import load_codec, shipped
 from mocodec.codecs.zoo import TINY_HYPERPRIOR
 from mocodec.errors import ConfigError, WeightsError
-from mocodec.training import CodecModule, ship_codec
+from mocodec.training import CodecModule, export_codec, ship_codec
 
 SHIPPED = shipped.manifest()
 
@@ -52,6 +53,41 @@ def test_shipping_a_checkpoint_writes_half_precision_weights_and_their_digest(tm
     assert (codec.quality, codec.weights_id.hex()) == (2, entry["sha256"][:16])
     assert codec.g_a[0].weight.dtype == torch.float32
     assert torch.equal(codec.g_a[0].weight, state["g_a.0.weight"].float())
+
+
+def test_shipped_files_leave_out_the_coder_tables_and_are_deflated(tmp_path, weights_folder):
+    """Twelve files must fit 40 MB: the CDF tables are derived on loading, equal to those a full export holds."""
+    checkpoint = _checkpoint(tmp_path, 2)
+    ship_codec(checkpoint)
+    path = weights_folder / "mbt2018-mean-small-q2.pth"
+    export_codec(checkpoint, tmp_path / "full.pth", half=True)
+    full = torch.load(tmp_path / "full.pth", weights_only=True)["state_dict"]
+    compact = torch.load(path, weights_only=True)["state_dict"]
+    tables = {k for k in full if k.rsplit(".", 1)[1] in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")}
+    assert len(tables) == 7 and set(full) - set(compact) == tables
+    assert all(torch.equal(full[k], compact[k]) for k in compact)
+    assert {info.compress_type for info in zipfile.ZipFile(path).infolist()} == {zipfile.ZIP_DEFLATED}
+    shipped_codec = load_codec("mbt2018-mean-small", 2, pretrained=True)
+    assert all(torch.equal(shipped_codec.state_dict()[k], full[k]) for k in tables)  # derived at once, as trained
+    x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(0))
+    for arithmetic in ("exact", "float"):
+        shipped_codec.set_arithmetic(arithmetic)
+        exported = load_codec("mbt2018-mean-small", 2, checkpoint=tmp_path / "full.pth", arithmetic=arithmetic)
+        assert shipped_codec.compress(x)["strings"] == exported.compress(x)["strings"]
+
+
+def test_weights_without_tables_replace_the_tables_a_codec_held(tmp_path):
+    """Loading into a codec that holds tables of other weights: the tables follow the new weights at once."""
+    export_codec(_checkpoint(tmp_path, 3), tmp_path / "full.pth")
+    full = torch.load(tmp_path / "full.pth", weights_only=True)["state_dict"]
+    codec = load_codec("mbt2018-mean-small", 3, **TINY_HYPERPRIOR)  # the portable random init
+    codec.update(force=True)
+    tables = codec.coder_table_keys()
+    assert not torch.equal(codec.state_dict()["entropy_bottleneck._offset"], full["entropy_bottleneck._offset"])
+    codec.load_state_dict({k: v for k, v in full.items() if k not in tables})
+    assert all(torch.equal(codec.state_dict()[k], full[k]) for k in tables)
+    with pytest.raises(RuntimeError, match=r"unmatched keys g_a\.0\.weight$"):
+        codec.load_state_dict({k: v for k, v in full.items() if k not in tables and k != "g_a.0.weight"})
 
 
 def test_damaged_or_missing_shipped_weights_are_one_line(tmp_path, weights_folder):
