@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="maintainers: ship the codec with mocodec (half precision, into "
         "mocodec/codecs/weights/, entered in its manifest) for `--pretrained`",
     )
+    parser.add_argument(
+        "--codec", help="the registry codec the file names instead of the one it trained as (same architecture), e.g. a variant of its own"
+    )
+    parser.add_argument("--quality", type=int, help="the quality the file names instead of the one it trained as")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
 
 
@@ -31,9 +35,9 @@ def run(args: argparse.Namespace) -> None:
     if args.ship == (args.output is not None):
         raise ConfigError("give an OUTPUT file to export to, or --ship (the package's weights folder), not both")
     if args.ship:
-        entry = ship_codec(args.checkpoint)
+        entry = ship_codec(args.checkpoint, name=args.codec, quality=args.quality)
         print(f"shipped {entry['file']}: sha256 {entry['sha256'][:16]}..., {entry['bytes']} bytes, {entry['steps']} steps")
         return
     out = check_writable(args.output, args.force)
-    record = export_codec(args.checkpoint, out, half=args.half)
+    record = export_codec(args.checkpoint, out, half=args.half, name=args.codec, quality=args.quality)
     print(f"{out}: {record['name']} quality {record['quality']} ({out.stat().st_size} bytes)")

@@ -40,8 +40,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
-from mocodec.codecs import CODEC_KEY, codec_state, load_codec, shipped
-from mocodec.errors import WeightsError
+from mocodec.codecs import CODEC_KEY, codec_state, create_codec, load_codec, shipped
+from mocodec.errors import ConfigError, WeightsError
 from mocodec.files import atomic_write_bytes
 from mocodec.registry import canonical_name
 from mocodec.weights import load_checkpoint
@@ -169,7 +169,12 @@ class LastStepCheckpoint(ModelCheckpoint):
 
 
 def export_codec(
-    checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False, compact: bool = False
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    half: bool = False,
+    compact: bool = False,
+    name: str | None = None,
+    quality: int | None = None,
 ) -> dict[str, Any]:
     """Write the codec of a training checkpoint as a mocodec export (``codec_state``); returns its record.
 
@@ -177,14 +182,14 @@ def export_codec(
     turns them back into float32), the entropy models' parameters kept exact, so the CDF tables
     stay those the weights were trained with. ``compact`` (what mocodec ships): the CDF tables
     left out, since loading derives them from the parameters (a fifth of a half-precision file),
-    and the archive's entries deflated; ``torch.load`` reads it as any other.
+    and the archive's entries deflated; ``torch.load`` reads it as any other. ``name``/``quality``:
+    the registry codec and quality the file names instead of those it was trained as, e.g. a run
+    shipped as a quality of a codec of its own (:func:`ship_codec`); same architecture only.
     """
-    recorded = load_checkpoint(checkpoint).get(CODEC_KEY)
-    if not isinstance(recorded, dict):
-        raise WeightsError(
-            f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
-        )
+    recorded = training_codec_record(load_checkpoint(checkpoint), checkpoint)
     codec = load_codec(recorded["name"], recorded["quality"], checkpoint=checkpoint)
+    if name is not None or quality is not None:
+        codec = renamed(codec, recorded, name or recorded["name"], int(quality or recorded["quality"]))
     state = codec_state(codec, recorded.get("kwargs", {}))
     if half:
         exact = tuple(f"{name}." for name, module in codec.named_modules() if isinstance(module, EntropyModel))
@@ -197,7 +202,31 @@ def export_codec(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(out, deflated_archive(buffer.getvalue()) if compact else buffer.getvalue())
+    return {**recorded, "name": codec.codec_name, "quality": codec.quality}
+
+
+def training_codec_record(ckpt: Mapping[str, Any], checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The codec record of a mocodec training checkpoint (refused in one line if it has none)."""
+    recorded = ckpt.get(CODEC_KEY)
+    if not isinstance(recorded, dict):
+        raise WeightsError(
+            f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
+        )
     return recorded
+
+
+def renamed(codec: nn.Module, recorded: Mapping[str, Any], name: str, quality: int) -> nn.Module:
+    """``codec``'s weights as codec ``name`` at ``quality``, which must build the same architecture (one line if not)."""
+    target = create_codec(name, quality=quality, **recorded.get("kwargs", {}))
+    try:
+        target.load_state_dict(codec.state_dict())
+    except RuntimeError:
+        raise ConfigError(
+            f"{name} quality {quality} is another architecture than the {_describe(recorded)} this checkpoint trained; "
+            "name a codec of the same architecture"
+        ) from None
+    target.set_identity(canonical_name(name), quality)
+    return target.eval()
 
 
 def deflated_archive(archive: bytes) -> bytes:
@@ -212,28 +241,30 @@ def deflated_archive(archive: bytes) -> bytes:
     return out.getvalue()
 
 
-def ship_codec(checkpoint: str | os.PathLike, folder: Path | None = None) -> dict[str, Any]:
+def ship_codec(
+    checkpoint: str | os.PathLike, folder: Path | None = None, *, name: str | None = None, quality: int | None = None
+) -> dict[str, Any]:
     """Ship a training checkpoint's codec with mocodec: a compact half-precision export in the package's weights folder.
 
-    The file is ``<codec>-q<quality>.pth``; the manifest (:mod:`mocodec.codecs.shipped`) records
-    its SHA-256 and how it was trained (λ, distortions, steps, starting weights), read from the
-    checkpoint. ``--pretrained`` then loads it, offline. Returns the manifest entry.
+    The file is ``<codec>-q<quality>.pth``, as the checkpoint trained it unless ``name``/``quality``
+    say which registry codec and quality it ships as (a run of an experiment becomes, say, quality 1
+    of a codec of its own); the manifest (:mod:`mocodec.codecs.shipped`) records its SHA-256 and how
+    it was trained (λ, distortions, steps, starting weights, the identity it trained as), read from
+    the checkpoint. ``--pretrained`` then loads it, offline. Returns the manifest entry.
     """
     folder = Path(folder or shipped.WEIGHTS_DIR)
     ckpt = load_checkpoint(checkpoint)
-    recorded = ckpt.get(CODEC_KEY)
-    if not isinstance(recorded, dict):
-        raise WeightsError(
-            f"{checkpoint} is not a mocodec training checkpoint (no 'mocodec_codec' entry); give a .ckpt written by `mocodec train`"
-        )
-    path = folder / f"{recorded['name']}-q{recorded['quality']}.pth"
-    export_codec(checkpoint, path, half=True, compact=True)
+    trained_as = training_codec_record(ckpt, checkpoint)
+    name, quality = canonical_name(name or trained_as["name"]), int(quality or trained_as["quality"])
+    path = folder / f"{name}-q{quality}.pth"
+    export_codec(checkpoint, path, half=True, compact=True, name=name, quality=quality)
     hp = ckpt.get("hyper_parameters", {})
     facts = {
         "lmbda": hp.get("lmbda"),
         "distortions": hp.get("distortions"),
         "steps": int(ckpt.get("global_step", -1)),
         "init_weights": hp.get("init_weights"),
-        "architecture": recorded.get("kwargs", {}),
+        "architecture": trained_as.get("kwargs", {}),
+        "trained_as": f"{trained_as['name']} quality {trained_as['quality']}",
     }
-    return shipped.record(recorded["name"], int(recorded["quality"]), path, facts, folder)
+    return shipped.record(name, quality, path, facts, folder)

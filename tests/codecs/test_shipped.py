@@ -76,6 +76,24 @@ def test_shipped_files_leave_out_the_coder_tables_and_are_deflated(tmp_path, wei
         assert shipped_codec.compress(x)["strings"] == exported.compress(x)["strings"]
 
 
+def test_a_run_ships_as_the_codec_and_quality_it_is_given(tmp_path, weights_folder):
+    """An experiment's run becomes quality 4 of the shipped codec (or a codec of its own): the file names that identity."""
+    checkpoint = _checkpoint(tmp_path, 2)
+    entry = ship_codec(checkpoint, quality=4)
+    assert entry["file"] == "mbt2018-mean-small-q4.pth" and entry["trained_as"] == "mbt2018-mean-small quality 2"
+    assert list(shipped.manifest()["mbt2018-mean-small"]) == ["4"]
+    codec = load_codec("mbt2018-mean-small", 4, pretrained=True)
+    x = torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(1))
+    header = bitstream.unpack(bitstream.encode(codec, x))
+    assert (header.codec, header.quality, header.weights_id) == ("mbt2018-mean-small", 4, bytes.fromhex(entry["sha256"])[:8])
+    trained = load_codec("mbt2018-mean-small", 2, checkpoint=checkpoint)
+    assert all(torch.equal(codec.state_dict()[k], v.half().float()) for k, v in trained.state_dict().items() if k.startswith("g_"))
+    export_codec(checkpoint, tmp_path / "as_mean.pth", name="mbt2018-mean", quality=1)
+    assert torch.load(tmp_path / "as_mean.pth", weights_only=True)["mocodec_codec"]["name"] == "mbt2018-mean"
+    with pytest.raises(ConfigError, match=r"^bmshj2018-hyperprior quality 2 is another architecture than the mbt2018-mean-small"):
+        ship_codec(checkpoint, name="bmshj2018-hyperprior")
+
+
 def test_weights_without_tables_replace_the_tables_a_codec_held(tmp_path):
     """Loading into a codec that holds tables of other weights: the tables follow the new weights at once."""
     export_codec(_checkpoint(tmp_path, 3), tmp_path / "full.pth")
