@@ -4,11 +4,14 @@
 ``mocodec/codecs/weights/`` (installed with the package, never downloaded). ``manifest.json``
 there lists, per codec and quality, the file, its SHA-256, and how it was trained (λ,
 distortions, steps, starting weights; docs/shipped_codec.md has the recipe and wall time); a file whose digest differs is refused with one line, before
-any of its bytes reach ``torch.load``.
+any of its bytes reach ``torch.load``. Weights replaced by newer ones are listed in ``retired.json``
+(digest, codec, quality, date), so that a file coded with them is told apart from a damaged or foreign
+one: decoding it needs the mocodec that shipped them, or their file as ``--checkpoint``.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from pathlib import Path
@@ -19,6 +22,7 @@ from mocodec.files import atomic_write_json
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 MANIFEST = "manifest.json"
+RETIRED = "retired.json"
 
 
 def manifest(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -30,6 +34,25 @@ def manifest(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise WeightsError(f"{path} is damaged; reinstall mocodec (pip install --force-reinstall mocodec)") from None
+
+
+def retired(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{sha256: {"codec", "quality", "retired"}}`` of weights mocodec shipped once and has replaced since."""
+    path = (folder or WEIGHTS_DIR) / RETIRED
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError(f"{path} is damaged; reinstall mocodec (pip install --force-reinstall mocodec)") from None
+
+
+def retired_weights(weights_id: bytes, folder: Path | None = None) -> str | None:
+    """Which retired shipped weights ``weights_id`` (a bitstream header's digest prefix) names, in words; None if none."""
+    for digest, entry in retired(folder).items():
+        if bytes.fromhex(digest)[: len(weights_id)] == weights_id:
+            return f"the {entry['codec']} quality {entry['quality']} weights mocodec shipped until {entry['retired']}"
+    return None
 
 
 def sha256(path: Path) -> str:
@@ -73,10 +96,15 @@ def record(name: str, quality: int, path: Path, facts: dict[str, Any], folder: P
     folder = folder or WEIGHTS_DIR
     entries = manifest(folder)
     entry = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size, **facts}
+    previous = entries.get(name, {}).get(str(quality))
+    if previous is not None and previous["sha256"] != entry["sha256"]:  # files coded with it must still be recognised
+        gone = retired(folder)
+        gone[previous["sha256"]] = {"codec": name, "quality": quality, "retired": datetime.date.today().isoformat()}
+        atomic_write_json(folder / RETIRED, gone)
     entries.setdefault(name, {})[str(quality)] = entry
     entries[name] = dict(sorted(entries[name].items(), key=lambda kv: int(kv[0])))
     atomic_write_json(folder / MANIFEST, entries)
     return entry
 
 
-__all__ = ["WEIGHTS_DIR", "manifest", "sha256", "shipped_weights", "is_shipped", "record"]
+__all__ = ["WEIGHTS_DIR", "manifest", "retired", "retired_weights", "sha256", "shipped_weights", "is_shipped", "record"]

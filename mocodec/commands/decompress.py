@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> None:
         raise BitstreamError(f"bitstream was written by codec '{bs.codec}', which this mocodec does not know")
     # A file coded with the weights mocodec ships names them by digest: no flag needed to decode it.
     pretrained = args.pretrained or (args.checkpoint is None and shipped.is_shipped(bs.codec, bs.quality, bs.weights_id))
+    if not pretrained and args.checkpoint is None and (weights := shipped.retired_weights(bs.weights_id)) is not None:
+        raise BitstreamError(
+            f"{path} was coded with {weights}; decode it with a mocodec from before then, or pass those weights as --checkpoint"
+        )
     codec = load_codec(bs.codec, bs.quality, checkpoint=args.checkpoint, pretrained=pretrained)
     x_hat, info = bitstream.decode(codec, bs)
     write_image(out, x_hat, info)

@@ -94,6 +94,28 @@ def test_a_run_ships_as_the_codec_and_quality_it_is_given(tmp_path, weights_fold
         ship_codec(checkpoint, name="bmshj2018-hyperprior")
 
 
+def test_a_file_coded_with_replaced_weights_says_which_weights_it_needs(tmp_path, weights_folder, capsys):
+    """Shipping new weights for a quality retires the old ones by digest: their files are told apart from damaged ones."""
+    from mocodec.commands import main
+
+    ship_codec(_checkpoint(tmp_path, 2))
+    old = load_codec("mbt2018-mean-small", 2, pretrained=True)
+    (tmp_path / "old.moc").write_bytes(bitstream.encode(old, torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(2))))
+    assert main(["decompress", str(tmp_path / "old.moc"), str(tmp_path / "old.png")]) == 0
+    replaced = tmp_path / "replaced"
+    replaced.mkdir()
+    ship_codec(_checkpoint(replaced, 3), quality=2)  # other weights, shipped as quality 2
+    (digest, entry), = shipped.retired().items()
+    assert digest.startswith(old.weights_id.hex()) and (entry["codec"], entry["quality"]) == ("mbt2018-mean-small", 2)
+    assert main(["decompress", str(tmp_path / "old.moc"), str(tmp_path / "again.png")]) != 0
+    message = capsys.readouterr().err.strip()
+    assert message.endswith(
+        f"was coded with the mbt2018-mean-small quality 2 weights mocodec shipped until {entry['retired']}; "
+        "decode it with a mocodec from before then, or pass those weights as --checkpoint"
+    ), message
+    assert not (tmp_path / "again.png").exists()
+
+
 def test_weights_without_tables_replace_the_tables_a_codec_held(tmp_path):
     """Loading into a codec that holds tables of other weights: the tables follow the new weights at once."""
     export_codec(_checkpoint(tmp_path, 3), tmp_path / "full.pth")
