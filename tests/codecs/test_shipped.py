@@ -105,7 +105,7 @@ def test_a_file_coded_with_replaced_weights_says_which_weights_it_needs(tmp_path
     replaced = tmp_path / "replaced"
     replaced.mkdir()
     ship_codec(_checkpoint(replaced, 3), quality=2)  # other weights, shipped as quality 2
-    (digest, entry), = shipped.retired().items()
+    ((digest, entry),) = shipped.retired().items()
     assert digest.startswith(old.weights_id.hex()) and (entry["codec"], entry["quality"]) == ("mbt2018-mean-small", 2)
     assert main(["decompress", str(tmp_path / "old.moc"), str(tmp_path / "again.png")]) != 0
     message = capsys.readouterr().err.strip()
