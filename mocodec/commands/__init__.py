@@ -42,6 +42,7 @@ from mocodec.commands import (
     train,
 )
 from mocodec.errors import MocodecError
+from mocodec.utils.memory import keep_freed_memory
 
 COMMANDS = (compress, decompress, eval_rd, score, train, export, pcmp, iqa, eval_task, bd, report, merge, experiment, list_names)
 
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # compressai's import warns about torch.jit.script; it is noise for a CLI user.
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     args = parse_arguments(argv)
+    keep_freed_memory()  # commands loop over images and steps: their tensors' memory is reused, not faulted in anew
     return run_guarded(lambda: args.run(args))
 
 

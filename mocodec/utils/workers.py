@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 
 from mocodec.errors import ConfigError, MocodecError
+from mocodec.utils.memory import keep_freed_memory
 
 T = TypeVar("T")
 
@@ -35,6 +36,7 @@ def threads_per_worker(workers: int) -> int:
 
 def _invoke(fn: Callable[..., T], threads: int, args: tuple[Any, ...]) -> T:
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the command that spawned this process
     return fn(*args)
 
 

@@ -1,0 +1,49 @@
+"""The allocator setting the commands make: freed tensor memory is reused, not faulted in again from the kernel."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Five training steps (forward and backward) of mbt2018-mean-small on two 128 x 128 crops, after a first one;
+# prints whether the setting applied and the page faults the five steps took.
+STEPS = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from mocodec.utils.memory import keep_freed_memory
+    applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+    torch.set_num_threads(1)
+    from mocodec.codecs import create_codec
+    torch.manual_seed(0)
+    codec = create_codec("mbt2018-mean-small", quality=2).train()
+    x = torch.rand(2, 3, 128, 128)
+    def step():
+        out = codec(x)
+        loss = sum(p.log().sum() for p in out["likelihoods"].values()) + (out["x_hat"] - x).pow(2).mean()
+        loss.backward()
+    step()  # the first step faults its memory in, either way
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step()
+    print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """
+)
+
+
+def _faults(mode: str) -> tuple[str, int]:
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", STEPS, mode], capture_output=True, text=True, check=True)
+    applied, faults = done.stdout.split()
+    return applied, int(faults)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's (mallopt); elsewhere it is a no-op")
+def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
+    applied, kept = _faults("keep")
+    _, default = _faults("default")
+    assert applied == "True"
+    # Measured on the project's machines: about 31,000 faults without the setting, 3,600 with it.
+    assert kept * 4 < default, (kept, default)
