@@ -12,6 +12,7 @@ Timed, interleaved and repeated (medians), after a warm-up sweep:
   (originals once, then every rate point): the sweep cannot be faster than this;
 - one MS-SSIM of a 375x500 image, pytorch_msssim against mocodec's evaluation MS-SSIM.
 
+The process keeps freed memory as the commands do (``--default-allocator``: glibc's default).
 Goals: the default-fidelity sweep within 1.15x of the PSNR-only sweep, and the PSNR-only sweep at
 >= 0.8x the judge-only throughput. Run it alone (speed figures).
 """
@@ -47,6 +48,7 @@ def main() -> None:
     from mocodec.evaluation.plan import load_codecs, plan_curves
     from mocodec.evaluation.sweep import CodingStage, create_task_from_options, evaluate, judge_chunk
     from mocodec.losses.msssim import msssim
+    from mocodec.utils.memory import keep_freed_memory
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/imagenet-sample"))
@@ -55,7 +57,12 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=16)
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="leave glibc's allocator as it is (the commands keep freed memory)"
+    )
     args = parser.parse_args()
+    if not args.default_allocator:
+        keep_freed_memory()  # as `mocodec eval-task` does
 
     task = create_task_from_options("classification", {"model": args.model, "pretrained": True})
     curves = plan_curves(["jpeg"], [args.qualities])
