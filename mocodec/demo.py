@@ -25,6 +25,7 @@ from pathlib import Path
 from mocodec.commands import run_guarded
 from mocodec.commands.bd import print_bd_table
 from mocodec.commands.output import print_entries
+from mocodec.utils.memory import keep_freed_memory
 from mocodec.utils.progress import progress_bar
 
 CODECS = ["mocodec=mbt2018-mean-small@pretrained", "jpeg", "webp"]
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="code everything again instead of resuming the results in --out")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    keep_freed_memory()  # as the commands do
     return run_guarded(lambda: run(args.out, args.force))
 
 
