@@ -253,10 +253,8 @@ def train_run(run: Run, recipe: Recipe, out: Path, log: Log = print, stretch: St
             return _unfinished(run, recipe, max(run_state.steps_of(checkpoint_of(run_dir)), 0))
         argv += ["--stop_at.deadline", repr(stretch.deadline)]
     log(f"{'resuming' if resuming else 'training'} {run.name} ({run.steps(recipe)} steps)")
-    start = time.monotonic()
-    with _environment(**_wandb_environment(recipe)):
+    with _environment(**_wandb_environment(recipe)), run_state.training_clock(run_dir, config_digest) as progress:
         _training().run_cli(argv)
-    progress = run_state.record_progress(run_dir, config_digest, time.monotonic() - start)
     steps = run_state.steps_of(checkpoint_of(run_dir))
     if stretch.deadline is not None and steps < run.steps(recipe) and time.time() >= stretch.deadline - 1:
         if stretch.state_dir is not None:

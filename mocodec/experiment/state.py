@@ -10,7 +10,8 @@ and back) and restores it before training:
   their size; put back in float32 on restore: a resumed run continues with moments rounded to
   8 significant bits, which changes its next steps by a fraction of a percent of their size);
 - ``DIR/<run>.json``: the run's progress record (config digest, training wall time summed over
-  stretches) and, once it has finished, its ``done.json`` record.
+  stretches, counted every minute while a run trains, so a stretch killed with its machine keeps
+  its time) and, once it has finished, its ``done.json`` record.
 
 A kept state replaces a run's local checkpoint only when it holds more steps, so restoring
 never rolls a run back; a state kept for another configuration of the run is refused.
@@ -18,9 +19,12 @@ never rolls a run back; a state kept for another configuration of the run is ref
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +82,33 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def record_progress(run_dir: Path, config_digest: str, seconds: float) -> dict[str, Any]:
-    """Add ``seconds`` of training to the run's progress record; the record."""
-    progress = _read(run_dir / PROGRESS)
-    progress = {"config_digest": config_digest, "wall_time": float(progress.get("wall_time", 0.0)) + seconds}
-    atomic_write_json(run_dir / PROGRESS, progress)
-    return progress
+@contextlib.contextmanager
+def training_clock(run_dir: Path, config_digest: str, interval: float = 60.0) -> Iterator[dict[str, Any]]:
+    """Count the wall time of the training inside the block into the run's progress record, every ``interval`` s.
+
+    A run killed with its machine (the case kept state is for) has then counted its time up to the
+    last tick, not lost the whole stretch: the record is what the run cost, work lost with the kill
+    included. The dict yielded holds the final record once the block ends.
+    """
+    base = float(_read(run_dir / PROGRESS).get("wall_time", 0.0))
+    start, stop, record = time.monotonic(), threading.Event(), {}
+
+    def write() -> None:
+        record.update(config_digest=config_digest, wall_time=base + time.monotonic() - start)
+        atomic_write_json(run_dir / PROGRESS, record)
+
+    def tick() -> None:
+        while not stop.wait(interval):
+            write()
+
+    ticker = threading.Thread(target=tick, name="training-clock", daemon=True)
+    ticker.start()
+    try:
+        yield record
+    finally:
+        stop.set()
+        ticker.join()
+        write()
 
 
 def restore(state_dir: Path, run_name: str, run_dir: Path, checkpoint: Path, config_digest: str) -> int | None:
@@ -124,4 +149,4 @@ def save(state_dir: Path, run_name: str, run_dir: Path, checkpoint: Path) -> int
     return step
 
 
-__all__ = ["trim", "untrim", "steps_of", "record_progress", "restore", "save", "STATE_KEY"]
+__all__ = ["trim", "untrim", "steps_of", "training_clock", "restore", "save", "STATE_KEY"]

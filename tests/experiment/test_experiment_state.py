@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import mocodec.training as training
 from mocodec.errors import ConfigError
 from mocodec.experiment import compared_runs, parse_recipe
 from mocodec.experiment.runs import Stretch, train_runs
-from mocodec.experiment.state import STATE_KEY, steps_of, trim, untrim
+from mocodec.experiment.state import PROGRESS, STATE_KEY, steps_of, training_clock, trim, untrim
 from mocodec.weights import load_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[2] / "configs" / "experiments"
@@ -127,3 +128,17 @@ def test_the_deadline_callback_stops_only_once_its_time_has_come():
         trainer = SimpleNamespace(should_stop=False)
         StopAtDeadline(deadline).on_train_batch_end(trainer, None, None, None, 0)
         assert trainer.should_stop is stops
+
+
+def test_the_training_clock_counts_into_the_record_while_a_run_trains(tmp_path):
+    """A run killed with its machine keeps the time it trained up to the last tick (no record at the end then)."""
+    (tmp_path / PROGRESS).write_text(json.dumps({"config_digest": "abc", "wall_time": 100.0}))
+    with training_clock(tmp_path, "abc", interval=0.02) as progress:
+        time.sleep(0.3)
+        during = json.loads((tmp_path / PROGRESS).read_text())  # what a kill at this point would leave
+        assert during["config_digest"] == "abc" and 100.1 < during["wall_time"] < 100.3
+    assert progress["wall_time"] >= 100.3 and json.loads((tmp_path / PROGRESS).read_text()) == progress
+    (tmp_path / "fresh").mkdir()
+    with training_clock(tmp_path / "fresh", "def", interval=5) as fresh:  # a run's first stretch: no record yet
+        pass
+    assert fresh["config_digest"] == "def" and 0 <= fresh["wall_time"] < 1
