@@ -25,26 +25,25 @@ MANIFEST = "manifest.json"
 RETIRED = "retired.json"
 
 
-def manifest(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{codec name: {quality (str): {"file", "sha256", ...}}}`` of the shipped weights (empty if none)."""
-    path = (folder or WEIGHTS_DIR) / MANIFEST
+def _package_json(name: str, folder: Path | None) -> dict[str, Any]:
+    """One of the weights folder's JSON files (empty if absent); a damaged one is refused in one line."""
+    path = (folder or WEIGHTS_DIR) / name
     if not path.is_file():
         return {}
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise WeightsError(f"{path} is damaged; reinstall mocodec (pip install --force-reinstall mocodec)") from None
+
+
+def manifest(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{codec name: {quality (str): {"file", "sha256", ...}}}`` of the shipped weights (empty if none)."""
+    return _package_json(MANIFEST, folder)
 
 
 def retired(folder: Path | None = None) -> dict[str, dict[str, Any]]:
     """``{sha256: {"codec", "quality", "retired"}}`` of weights mocodec shipped once and has replaced since."""
-    path = (folder or WEIGHTS_DIR) / RETIRED
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError(f"{path} is damaged; reinstall mocodec (pip install --force-reinstall mocodec)") from None
+    return _package_json(RETIRED, folder)
 
 
 def retired_weights(weights_id: bytes, folder: Path | None = None) -> str | None:
