@@ -95,15 +95,17 @@ def photo(tmp_path) -> Path:
     return path
 
 
-def test_export_names_the_quality_it_is_given(run_dir, photo, tmp_path, cli):
+def test_export_names_the_quality_it_is_given(run_dir, photo, tmp_path, capsys):
     """A run exported as another quality of its codec: files written with it name that quality and decode with no flag."""
+    from mocodec.commands import main
+
     exported, bits = tmp_path / "codec.pth", tmp_path / "coffee.moc"
-    done = cli("export", str(run_dir / "checkpoints" / "last.ckpt"), str(exported), "--quality", "5")
-    assert done.returncode == 0 and done.stdout.startswith(f"{exported}: bmshj2018-hyperprior quality 5 ("), done.stderr
-    assert cli("compress", str(photo), str(bits), "--checkpoint", str(exported)).returncode == 0
+    assert main(["export", str(run_dir / "checkpoints" / "last.ckpt"), str(exported), "--quality", "5"]) == 0
+    assert capsys.readouterr().out.startswith(f"{exported}: bmshj2018-hyperprior quality 5 (")
+    assert main(["compress", str(photo), str(bits), "--checkpoint", str(exported)]) == 0
     assert bitstream.unpack(bits.read_bytes()).quality == 5
-    done = cli("export", str(run_dir / "checkpoints" / "last.ckpt"), str(tmp_path / "other.pth"), "--codec", "bmshj2018-factorized")
-    assert done.returncode == 2 and done.stderr.strip().endswith("name a codec of the same architecture"), done.stderr
+    assert main(["export", str(run_dir / "checkpoints" / "last.ckpt"), str(tmp_path / "other.pth"), "--codec", "bmshj2018-factorized"]) == 2
+    assert capsys.readouterr().err.strip().endswith("name a codec of the same architecture")
 
 
 def test_export_compress_decompress_round_trip(run_dir, photo, tmp_path, cli):
