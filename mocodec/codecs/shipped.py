@@ -46,10 +46,15 @@ def retired(folder: Path | None = None) -> dict[str, dict[str, Any]]:
     return _package_json(RETIRED, folder)
 
 
+def _names(digest: str, weights_id: bytes) -> bool:
+    """Whether ``weights_id`` (a bitstream header's first bytes of the weights' SHA-256) names the file of hex ``digest``."""
+    return bytes.fromhex(digest)[: len(weights_id)] == weights_id
+
+
 def retired_weights(weights_id: bytes, folder: Path | None = None) -> str | None:
     """Which retired shipped weights ``weights_id`` (a bitstream header's digest prefix) names, in words; None if none."""
     for digest, entry in retired(folder).items():
-        if bytes.fromhex(digest)[: len(weights_id)] == weights_id:
+        if _names(digest, weights_id):
             return f"the {entry['codec']} quality {entry['quality']} weights mocodec shipped until {entry['retired']}"
     return None
 
@@ -87,7 +92,7 @@ def shipped_weights(name: str, quality: int, folder: Path | None = None) -> Path
 def is_shipped(name: str, quality: int, weights_id: bytes, folder: Path | None = None) -> bool:
     """Whether ``weights_id`` (a bitstream header's first 8 bytes of the weights' SHA-256) names the shipped weights."""
     entry = manifest(folder).get(name, {}).get(str(quality))
-    return entry is not None and bytes.fromhex(entry["sha256"])[: len(weights_id)] == weights_id
+    return entry is not None and _names(entry["sha256"], weights_id)
 
 
 def record(name: str, quality: int, path: Path, facts: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:

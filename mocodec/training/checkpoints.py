@@ -192,7 +192,7 @@ def export_codec(
         codec = renamed(codec, recorded, name or recorded["name"], int(quality or recorded["quality"]))
     state = codec_state(codec, recorded.get("kwargs", {}))
     if half:
-        exact = tuple(f"{name}." for name, module in codec.named_modules() if isinstance(module, EntropyModel))
+        exact = tuple(f"{prefix}." for prefix, module in codec.named_modules() if isinstance(module, EntropyModel))
         state["state_dict"] = {
             k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state["state_dict"].items()
         }

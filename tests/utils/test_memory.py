@@ -19,7 +19,8 @@ STEPS = textwrap.dedent(
     torch.set_num_threads(1)
     torch.manual_seed(0)
     layers = [torch.nn.Conv2d(3, 64, 5, stride=2, padding=2), torch.nn.ReLU()]
-    layers += [torch.nn.Conv2d(64, 64, 5, padding=2), torch.nn.ReLU()] * 3
+    for _ in range(3):
+        layers += [torch.nn.Conv2d(64, 64, 5, padding=2), torch.nn.ReLU()]
     g_a = torch.nn.Sequential(*layers)
     x = torch.rand(2, 3, 128, 128)
     def step():
