@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", help="1-based block numbers, e.g. 3,6,9,12 (negatives count from the end), or all")
     parser.add_argument("--weights", dest="layer_weights", type=_floats, help="one weight per layer, e.g. 1,1,1,1 (default uniform)")
     parser.add_argument("--global-weight", type=float, help="weight of the global-embedding term (default 1; all weights are normalised)")
-    parser.add_argument("--resize-mode", choices=("resize", "tiles", "none"), help="how images reach the encoder's input size")
+    parser.add_argument("--resize-mode", choices=("resize", "tiles", "none", "auto"), help="how images reach the encoder's input size")
     parser.add_argument("--include-cls", action="store_true", default=None, help="also compare the class tokens")
     parser.add_argument("--out", help="write the CSV to this file instead of printing it")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -26,6 +26,9 @@ encoder's input size (``resize_mode``) and normalised with its mean/std.
   side is a multiple of the size and overlap by less than one crop otherwise, so every pixel
   is covered. An image smaller than one crop is first enlarged (keeping its aspect ratio).
 - ``"none"``: the image goes in as it is; only for encoders that accept any size (CNNs).
+- ``"auto"``: ``"none"`` for encoders that accept any size, ``"resize"`` for the others, so one
+  term's settings serve a CNN and a ViT alike (a recipe's ``ml-featsim`` term becomes the
+  ML-CLIPSim one by its name alone).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from mocodec.losses.base import Distortion, check_pair
 from mocodec.losses.registry import register_distortion
 
 LayerSpec = int | str | Sequence[int]
-RESIZE_MODES = ("resize", "tiles", "none")
+RESIZE_MODES = ("resize", "tiles", "none", "auto")
 
 
 class LayerFeatures(NamedTuple):
@@ -173,7 +176,7 @@ class MultiLayerFeatureSimilarity(FrozenNetworkDistortion):
         global_weight: weight of the global-embedding term; default 1. All weights are then
             normalised to sum to 1 (so ``layer_weights=[0, 0, 0, 0]`` is the global term alone).
         include_cls: also compare the class/register tokens (ViTs), as extra tokens of each layer.
-        resize_mode: ``"resize"``, ``"tiles"`` or ``"none"`` (see the module docstring).
+        resize_mode: ``"resize"``, ``"tiles"``, ``"none"`` or ``"auto"`` (see the module docstring).
         score_name: the metric's name in reports (``ml-clipsim``, ``ml-featsim``).
 
     ``score(x_hat, x)`` is per image, higher is better, 1 for identical images; ``forward`` is
@@ -197,6 +200,8 @@ class MultiLayerFeatureSimilarity(FrozenNetworkDistortion):
         self.score_name = score_name
         if resize_mode not in RESIZE_MODES:
             raise ConfigError(f"unknown resize_mode '{resize_mode}'; use one of {', '.join(RESIZE_MODES)}")
+        if resize_mode == "auto":
+            resize_mode = "none" if encoder.any_size else "resize"
         if resize_mode == "none" and not encoder.any_size:
             raise ConfigError(
                 f"resize_mode 'none' needs an encoder that accepts any size; this one takes {encoder.input_size}: use 'resize' or 'tiles'"

@@ -248,7 +248,9 @@ def ml_clipsim(
         layer_weights / global_weight: default 1 each; normalised to sum to 1 together.
         include_cls: also compare the class token(s) of each listed block.
         resize_mode: ``"resize"`` (antialiased, to the encoder's size) or ``"tiles"`` (average
-            over crops of the encoder's size, so high-resolution detail counts).
+            over crops of the encoder's size, so high-resolution detail counts); ``"auto"`` is
+            ``"resize"`` here (a ViT takes one size), so a recipe's ``ml-featsim`` term with
+            ``resize_mode: auto`` is an ML-CLIPSim term by renaming it.
         model_cfg: overrides of the named architecture: open_clip config keys (``embed_dim``,
             ``vision_cfg``, ``text_cfg``, ...) or, for ``timm:``, ``timm.create_model`` kwargs.
     """

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mocodec.codecs import CODECS
-from mocodec.experiment import compared_runs, load_recipe, parse_recipe, pretraining_runs, rewrite_report, run_experiment
+from mocodec.experiment import compared_runs, load_recipe, parse_recipe, pretraining_runs, rewrite_report, run_experiment, train_run
 from mocodec.losses import DISTORTIONS
 from mocodec.tasks import TASKS
 
@@ -89,6 +89,23 @@ def test_shipped_recipe_runs_at_test_size(name, tmp_path):
     assert len(task["bd"]) == (len(methods) + len(shipped["baselines"]) - 1) * len(task["metrics"])
     assert all(row["verdict"] for row in task["bd"])
     assert (tmp_path / name / "report.md").is_file() and (tmp_path / name / "figures" / "judge.png").is_file()
+
+
+def test_the_machine_codec_s_feature_terms_are_ml_clipsim_terms_by_their_name_alone(tmp_path):
+    # Issue 25: the ML-CLIPSim recipe, for users who have CLIP weights, is the shipped one with one key renamed.
+    shipped = yaml.safe_load((RECIPES / "machine_codec_pilot.yaml").read_text())
+    feature_terms = [label for label, term in shipped["terms"].items() if "ml-featsim" in term["distortions"]]
+    assert len(feature_terms) == 3
+    for label in feature_terms:
+        distortions = shipped["terms"][label]["distortions"]
+        distortions["ml-clipsim"] = distortions.pop("ml-featsim")  # the one key
+    recipe = parse_recipe(at_test_size(shipped))  # the registry's tiny random ViT-B-32 in place of the openai weights
+    (run,) = [r for r in compared_runs(recipe) if r.term.label == feature_terms[0] and r.lmbda == recipe.terms[1].lmbdas[0]]
+    done = train_run(run, recipe, tmp_path, log=lambda _: None)
+    assert done["steps"] == 2
+    assert done["shares"]["ml_clipsim"] > 0
+    trained = yaml.safe_load((tmp_path / "runs" / run.name / "train.yaml").read_text())["model"]["distortions"]
+    assert trained["ml-clipsim"]["resize_mode"] == "auto" and "ml-featsim" not in trained
 
 
 def test_paper_recipe_as_shipped_fails_offline_in_one_line(cli, tmp_path):

@@ -131,6 +131,12 @@ def test_resize_mode_none_feeds_the_image_as_is(featsim_random):
     assert torch.allclose(inputs, (x - 0.5) / 0.5)  # EfficientNet-Lite's TF normalisation: mean = std = 0.5
 
 
+def test_resize_mode_auto_feeds_a_cnn_the_image_as_is(featsim_random):
+    sim = MultiLayerFeatureSimilarity(featsim_random.network, layers=(7,), global_weight=0, resize_mode="auto")
+    assert sim.resize_mode == "none"
+    assert sim.encoder_inputs(torch.rand(1, 3, 96, 128))[0].shape == (1, 3, 96, 128)
+
+
 # --------------------------------------------------------------------------- metric properties on real photos
 
 

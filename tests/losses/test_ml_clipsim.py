@@ -138,6 +138,12 @@ def test_resize_mode_is_antialiased_bicubic_to_the_input_size(pair):
         assert torch.allclose(sim.score(y, x), sim.score(down(y), down(x)), atol=1e-6)
 
 
+def test_resize_mode_auto_resizes_for_a_vit():
+    sim = tiny(resize_mode="auto")
+    assert sim.resize_mode == "resize"
+    assert sim.encoder_inputs(torch.rand(1, 3, 48, 40))[0].shape == (1, 3, 32, 32)
+
+
 def test_tiles_average_the_crops(pair):
     sim = tiny(resize_mode="tiles")
     g = torch.Generator().manual_seed(6)
@@ -219,7 +225,7 @@ def test_default_openai_weights_offline_name_the_file_and_flag():
         (
             {"resize_mode": "crop", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG},
             ConfigError,
-            "unknown resize_mode 'crop'; use one of resize, tiles, none",
+            "unknown resize_mode 'crop'; use one of resize, tiles, none, auto",
         ),
         (
             {"resize_mode": "none", "pretrained": None, "model_cfg": TINY_OPEN_CLIP_CFG},
