@@ -13,6 +13,10 @@ and back) and restores it before training:
   stretches, counted every minute while a run trains, so a stretch killed with its machine keeps
   its time) and, once it has finished, its ``done.json`` record.
 
+A finished run never resumes (its record is reused; runs that start from it take its weights with
+fresh optimisers), so its kept checkpoint leaves the optimisers' state out: half the size of a folder
+that is committed after every stretch.
+
 A kept state replaces a run's local checkpoint only when it holds more steps, so restoring
 never rolls a run back; a state kept for another configuration of the run is refused.
 """
@@ -34,7 +38,7 @@ from mocodec.errors import ConfigError
 from mocodec.files import atomic_write_bytes, atomic_write_json
 from mocodec.weights import load_checkpoint
 
-STATE_KEY = "mocodec_state"  # {"moments": "bfloat16"}: how the kept optimiser moments were trimmed
+STATE_KEY = "mocodec_state"  # {"moments": "bfloat16"} or, for a finished run, {"moments": None}: how they were trimmed
 PROGRESS = "progress.json"  # in a run folder: {"config_digest", "wall_time"} summed over invocations
 DONE = "done.json"
 
@@ -51,18 +55,21 @@ def _cast_moments(optimizer_states: list[dict[str, Any]], dtype: torch.dtype) ->
     return cast
 
 
-def trim(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """``checkpoint`` as a state folder keeps it: the optimisers' moments in bfloat16, everything else as it was."""
+def trim(checkpoint: Mapping[str, Any], finished: bool = False) -> dict[str, Any]:
+    """``checkpoint`` as a state folder keeps it: the optimisers' moments in bfloat16 (none for a ``finished`` run), the rest as it was."""
     trimmed = dict(checkpoint)
-    trimmed["optimizer_states"] = _cast_moments(list(checkpoint.get("optimizer_states", [])), torch.bfloat16)
-    trimmed[STATE_KEY] = {"moments": "bfloat16"}
+    if finished:
+        trimmed["optimizer_states"] = []
+    else:
+        trimmed["optimizer_states"] = _cast_moments(list(checkpoint.get("optimizer_states", [])), torch.bfloat16)
+    trimmed[STATE_KEY] = {"moments": None if finished else "bfloat16"}
     return trimmed
 
 
 def untrim(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """A kept checkpoint made resumable: the moments back in float32, what the optimisers hold."""
+    """A kept checkpoint as its run folder holds it: the moments back in float32, what the optimisers hold."""
     restored = {k: v for k, v in checkpoint.items() if k != STATE_KEY}
-    if STATE_KEY in checkpoint:
+    if checkpoint.get(STATE_KEY, {}).get("moments"):
         restored["optimizer_states"] = _cast_moments(list(checkpoint.get("optimizer_states", [])), torch.float32)
     return restored
 
@@ -143,8 +150,8 @@ def save(state_dir: Path, run_name: str, run_dir: Path, checkpoint: Path) -> int
     if step <= steps_of(kept):
         return None
     state_dir.mkdir(parents=True, exist_ok=True)
-    _save_checkpoint(trim(current), kept)
     done = _read(run_dir / DONE)
+    _save_checkpoint(trim(current, finished=bool(done)), kept)
     atomic_write_json(state_dir / f"{run_name}.json", {**_read(run_dir / PROGRESS), "steps": step, "done": done or None})
     return step
 

@@ -79,10 +79,14 @@ def test_a_finished_run_is_reused_from_the_kept_state_and_another_configuration_
     state = tmp_path / "state"
     done = train_runs([run], recipe, tmp_path / "machine1", log=lambda _: None, stretch=Stretch(state_dir=state))[run.name]
     assert done["steps"] == 2 and not done.get("unfinished")
+    trained = load_checkpoint(tmp_path / "machine1" / "runs" / run.name / "checkpoints" / "last.ckpt")
+    assert load_checkpoint(state / f"{run.name}.ckpt")["optimizer_states"] == []  # it never resumes: weights and record only
     monkeypatch.setattr(training, "run_cli", lambda argv: pytest.fail("a finished run must not train again"))
     reused = train_runs([run], recipe, tmp_path / "machine2", log=lambda _: None, stretch=Stretch(state_dir=state))[run.name]
     assert reused == done
-    assert steps_of(tmp_path / "machine2" / "runs" / run.name / "checkpoints" / "last.ckpt") == 2
+    restored = load_checkpoint(tmp_path / "machine2" / "runs" / run.name / "checkpoints" / "last.ckpt")
+    assert restored["global_step"] == 2 and restored.keys() == trained.keys()
+    assert all(torch.equal(restored["state_dict"][k], v) for k, v in trained["state_dict"].items())
     other = _recipe(steps=3)  # the same run name, another configuration: its kept state is not this run's
     with pytest.raises(ConfigError, match=f"the state kept for run {run.name} in .* was trained with another configuration"):
         train_runs(compared_runs(other), other, tmp_path / "machine3", log=lambda _: None, stretch=Stretch(state_dir=state))
