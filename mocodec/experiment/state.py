@@ -57,13 +57,12 @@ def _cast_moments(optimizer_states: list[dict[str, Any]], dtype: torch.dtype) ->
 
 def trim(checkpoint: Mapping[str, Any], finished: bool = False) -> dict[str, Any]:
     """``checkpoint`` as a state folder keeps it: the optimisers' moments in bfloat16 (none for a ``finished`` run), the rest as it was."""
-    trimmed = dict(checkpoint)
-    if finished:
-        trimmed["optimizer_states"] = []
-    else:
-        trimmed["optimizer_states"] = _cast_moments(list(checkpoint.get("optimizer_states", [])), torch.bfloat16)
-    trimmed[STATE_KEY] = {"moments": None if finished else "bfloat16"}
-    return trimmed
+    moments = list(checkpoint.get("optimizer_states", []))
+    return {
+        **checkpoint,
+        "optimizer_states": [] if finished else _cast_moments(moments, torch.bfloat16),
+        STATE_KEY: {"moments": None if finished else "bfloat16"},
+    }
 
 
 def untrim(checkpoint: Mapping[str, Any]) -> dict[str, Any]:

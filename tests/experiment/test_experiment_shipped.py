@@ -102,7 +102,7 @@ def pilot_with_ml_clipsim() -> tuple[dict[str, Any], list[str]]:
     return recipe, feature_terms
 
 
-def test_the_machine_codec_s_feature_terms_are_ml_clipsim_terms_by_their_name_alone():
+def test_the_machine_codec_pilot_s_feature_terms_are_ml_clipsim_terms_by_their_name_alone():
     # Issue 25: the ML-CLIPSim recipe, for users who have CLIP weights, is the shipped one with one key renamed.
     renamed, feature_terms = pilot_with_ml_clipsim()
     assert len(feature_terms) == 3
@@ -123,7 +123,7 @@ def test_the_machine_codec_s_feature_terms_are_ml_clipsim_terms_by_their_name_al
 def test_the_ml_clipsim_pilot_trains(tmp_path):
     renamed, feature_terms = pilot_with_ml_clipsim()
     recipe = parse_recipe(at_test_size(renamed))
-    (run,) = [r for r in compared_runs(recipe) if r.term.label == feature_terms[0] and r.lmbda == recipe.terms[1].lmbdas[0]]
+    (run,) = [r for r in compared_runs(recipe) if r.term.label == feature_terms[0] and r.lmbda == r.term.lmbdas[0]]
     done = train_run(run, recipe, tmp_path, log=lambda _: None)
     assert done["steps"] == 2
     assert done["shares"]["ml_clipsim"] > 0
